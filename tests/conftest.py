@@ -1,0 +1,28 @@
+"""Shared test fixtures.
+
+Integration tests launch real sandboxes. They are meant to run as an unprivileged user (CI
+runs them as ``rftest``); run as root, ringfence drops the payload to an unprivileged uid.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def unprivileged() -> None:
+    if os.geteuid() == 0:
+        pytest.skip("this test must run as an unprivileged user (CI runs it as rftest)")
