@@ -463,8 +463,30 @@ def resolve(
 # --- enforcement ------------------------------------------------------------------------------
 
 
-def apply(policy: LandlockPolicy, *, abi_override: int | None = None) -> LandlockReport:
+def prepare(policy: LandlockPolicy, *, abi_override: int | None = None) -> Resolved:
+    """Probe the kernel and resolve ``policy`` for it, without enforcing anything.
+
+    Call it in the launcher, before any namespace is built, so a required policy that this
+    kernel cannot enforce fails early; then hand the result to :func:`apply` in the payload
+    (it is plain data and survives fork). ``abi_override`` as for :func:`apply`.
+    """
+    abi, err, _ = _probe()
+    unavailable = _unavailable_reason(err)
+    if abi_override is not None:
+        if abi_override < 0:
+            raise ValueError("abi_override must be >= 0")
+        if abi_override < abi:
+            abi = abi_override
+            if abi == 0:
+                unavailable = "Landlock is unavailable (simulated with abi_override=0)"
+    return resolve(policy, abi, unavailable)
+
+
+def apply(policy: LandlockPolicy | Resolved, *, abi_override: int | None = None) -> LandlockReport:
     """Enforce ``policy`` on the calling thread and everything it later executes.
+
+    ``policy`` is a LandlockPolicy or the result of :func:`prepare` (preferred in the runtime:
+    errors surface before fork and the payload does less work).
 
     Preconditions: single-threaded; ``no_new_privs`` set (or CAP_SYS_ADMIN); after pivot_root,
     so rule paths are resolved inside the sandbox. Call it last, right before ``execve``.
@@ -475,16 +497,14 @@ def apply(policy: LandlockPolicy, *, abi_override: int | None = None) -> Landloc
     Raises UnsupportedError (required feature missing), SandboxError (a required rule path is
     missing) or KernelError (a Landlock syscall failed). Nothing is enforced if it raises.
     """
-    abi, err, errata = _probe()
-    unavailable = _unavailable_reason(err)
-    if abi_override is not None:
-        if abi_override < 0:
-            raise ValueError("abi_override must be >= 0")
-        if abi_override < abi:
-            abi = abi_override
-            if abi == 0:
-                unavailable = "Landlock is unavailable (simulated with abi_override=0)"
-    resolved = resolve(policy, abi, unavailable)
+    if isinstance(policy, Resolved):
+        if abi_override is not None:
+            raise ValueError("abi_override goes to prepare(), not with a resolved policy")
+        resolved = policy
+    else:
+        resolved = prepare(policy, abi_override=abi_override)
+    abi = resolved.abi
+    errata = _probe()[2]
     dropped = list(resolved.dropped)
     if abi == 0 or not (resolved.handled_fs or resolved.handled_net or resolved.scoped):
         return LandlockReport(abi=abi, enforced=False, dropped=tuple(dropped), errata=errata)

@@ -25,7 +25,14 @@ import pytest
 
 from ringfence.errors import KernelError, SandboxError, UnsupportedError
 from ringfence.kernel._syscall import check, libc
-from ringfence.kernel.landlock import LandlockPolicy, PathRule, abi_version, apply
+from ringfence.kernel.landlock import (
+    LandlockPolicy,
+    PathRule,
+    Resolved,
+    abi_version,
+    apply,
+    prepare,
+)
 
 ABI = abi_version()
 pytestmark = pytest.mark.skipif(ABI == 0, reason="Landlock is not available on this kernel")
@@ -62,7 +69,7 @@ def _set_no_new_privs() -> None:
 
 def run_child(
     probe: Callable[[], object],
-    policy: LandlockPolicy | None = None,
+    policy: LandlockPolicy | Resolved | None = None,
     *,
     abi_override: int | None = None,
     no_new_privs: bool = True,
@@ -518,6 +525,26 @@ def test_apply_without_no_new_privs_is_refused(layout: Layout) -> None:
     assert "landlock_restrict_self failed: EPERM" in str(out["error"])
     assert "no_new_privs" in str(out["error"])
     assert out["after"] == 0
+
+
+def test_policy_prepared_before_fork_is_enforced_in_the_child(layout: Layout) -> None:
+    prepared = prepare(LandlockPolicy(paths=(*SYSTEM_RULES, PathRule(layout.ro, "ro"))))
+    out = run_child(
+        lambda: {
+            "ro": attempt(lambda: read(os.path.join(layout.ro, "file.txt"))),
+            "outside": attempt(lambda: read(os.path.join(layout.outside, "secret.txt"))),
+        },
+        prepared,
+    )
+    assert out["result"] == {"ro": 0, "outside": errno.EACCES}
+    refused = run_child(lambda: 0, prepared, abi_override=3)
+    assert str(refused["error"]).startswith("ValueError: abi_override goes to prepare()")
+
+
+@needs_abi(4)
+def test_prepare_fails_closed_before_anything_is_built() -> None:
+    with pytest.raises(UnsupportedError, match="tcp_bind: needs Landlock ABI 4"):
+        prepare(LandlockPolicy(tcp_bind=(80,)), abi_override=3)
 
 
 # --- required vs best effort on an older ABI (simulated with abi_override) ------------------------
