@@ -195,6 +195,7 @@ class PathRule:
     create, remove, make_*, truncate and refer (no execute, no device ioctls); ``rwx`` is all.
     A rule on a regular file (or device) keeps only the file rights of its access.
     ``required=False`` lets :func:`apply` skip the rule when the path does not exist.
+    A symlink is followed (inside the sandbox): the rule lands on its target.
     """
 
     path: str
@@ -514,7 +515,7 @@ def apply(policy: LandlockPolicy | Resolved, *, abi_override: int | None = None)
     fs_rules = 0
     try:
         path_attr = _PathBeneathAttr()
-        for rule, mask in resolved.rules:
+        for rule, _ in resolved.rules:
             try:
                 fd = os.open(rule.path, os.O_PATH | os.O_CLOEXEC)
             except OSError as exc:
@@ -530,7 +531,7 @@ def apply(policy: LandlockPolicy | Resolved, *, abi_override: int | None = None)
                 raise KernelError("open", exc.errno or 0, rule.path) from None
             try:
                 is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
-                allowed = mask if is_dir else mask & FILE_RIGHTS
+                allowed = rule_mask(rule.access, resolved.handled_fs, is_dir)
                 if not allowed:
                     dropped.append(
                         DroppedFeature(
