@@ -245,11 +245,13 @@ def _parse_header(buf: bytes) -> _Header | None:
     """None if ``buf`` is not an ELF file at all."""
     if not buf.startswith(_ELFMAG):
         return None
-    if len(buf) < 64:
+    if len(buf) < 16:
         raise _Malformed("file too short")
     elf_class, data, version = buf[4], buf[5], buf[6]
     if elf_class not in (ELFCLASS32, ELFCLASS64) or data not in (_ELFDATA2LSB, _ELFDATA2MSB):
         raise _Malformed(f"unknown ELF class {elf_class} or data encoding {data}")
+    if len(buf) < (52 if elf_class == ELFCLASS32 else 64):  # sizeof(Elf32_Ehdr), Elf64_Ehdr
+        raise _Malformed("file too short")
     if version != _EV_CURRENT:
         raise _Malformed(f"unknown ELF version {version}")
     order = "<" if data == _ELFDATA2LSB else ">"

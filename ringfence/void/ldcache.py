@@ -178,7 +178,9 @@ def _parse_old(data: bytes) -> list[CacheEntry]:
     # String offsets in the old format count from the end of the entry table.
     for i in range(nlibs):
         flags, key, value = fmt.unpack_from(data, _OLD_HEADER + i * _OLD_ENTRY)
-        out.append(CacheEntry(_cstr(data, table_end + key), _cstr(data, table_end + value), flags, 0))
+        out.append(
+            CacheEntry(_cstr(data, table_end + key), _cstr(data, table_end + value), flags, 0)
+        )
     return out
 
 

@@ -1,0 +1,137 @@
+"""The sandbox's PID 1: build the root, start the payload, reap, forward signals, clean up.
+
+Runs as PID 1 of the new PID namespace with full capabilities in the new user namespace until
+the payload is started; then it drops every capability and becomes non-dumpable, so the payload
+cannot use it as a stepping stone. It forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2/
+SIGWINCH to the payload, reaps every orphan, and when the payload exits kills whatever is left
+(kill(-1) from PID 1 reaches the whole namespace) and exits with the payload's status (128+N on
+signal N). Must never return: it ``_exit``s.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+
+from ..errors import RingfenceError
+from ..kernel import caps, fds, net, prctl
+from ..plan import Plan
+from . import protocol
+from .mounts import RootBuilder
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2, signal.SIGWINCH)
+
+
+def init_main(plan: Plan, stdio: tuple[int, int, int], status_fd: int, go_fd: int,
+              tty: bool, passwords: tuple[bytes, ...] = ()) -> None:
+    try:
+        _setup(plan, stdio, status_fd, go_fd, passwords)
+    except RingfenceError as e:
+        protocol.send_error(status_fd, e.exit_code, str(e))
+        os._exit(e.exit_code)
+    except BaseException as e:
+        protocol.send_error(status_fd, 2, f"sandbox setup failed: {e!r}")
+        os._exit(2)
+    _supervise(plan, stdio, status_fd, go_fd, tty)
+
+
+def _setup(plan: Plan, stdio: tuple[int, int, int], status_fd: int, go_fd: int,
+           passwords: tuple[bytes, ...]) -> None:
+    prctl.set_pdeathsig(signal.SIGKILL)
+    os.setsid()
+    keep = {status_fd, go_fd, *stdio, *plan.pass_fds}
+    for v in plan.vaults:
+        lock = getattr(v, "lock_fd", None)
+        if isinstance(lock, int) and lock >= 0:
+            keep.add(lock)
+    fds.close_all_except({fd for fd in keep if fd >= 0})
+    from ..kernel._syscall import libc
+
+    name = plan.hostname.encode()
+    if libc.sethostname(name, len(name)) == -1:
+        import ctypes
+
+        from ..errors import KernelError
+
+        raise KernelError("sethostname", ctypes.get_errno(), plan.hostname)
+    if "net" in plan.namespaces:
+        net.bring_up("lo")
+    builder = RootBuilder()
+    builder.prepare()
+    for op in plan.mounts:
+        builder.apply(op)
+    if plan.vaults:
+        from . import vault
+
+        for spec, password in zip(plan.vaults, passwords, strict=True):
+            target = builder.target(spec.mountpoint)
+            os.makedirs(target, exist_ok=True)
+            vault.mount_in_namespace(spec, target, password)
+    builder.enter()
+
+
+def _supervise(plan: Plan, stdio: tuple[int, int, int], status_fd: int, go_fd: int,
+               tty: bool) -> None:
+    # Wait until the launcher has finished its side (network helper, cgroup): "g" means go.
+    try:
+        go = os.read(go_fd, 1)
+    except OSError:
+        go = b""
+    if go != b"g":
+        os._exit(2)
+    os.close(go_fd)
+    pid = os.fork()
+    if pid == 0:
+        from .payload import exec_payload
+
+        exec_payload(plan, stdio, status_fd, tty)
+        os._exit(2)  # not reached
+    os.close(status_fd)
+    for fd in set(stdio):
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    for sig in FORWARDED:
+        signal.signal(sig, lambda s, _f: _forward(pid, s))
+    try:
+        prctl.set_dumpable(False)
+        caps.drop_all(plan.cap_last)
+        prctl.set_no_new_privs()
+    except RingfenceError:
+        pass  # PID 1 keeps running the payload either way; it never execs anything
+    code = 2
+    while True:
+        try:
+            child, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if child == pid:
+            code = os.waitstatus_to_exitcode(status)
+            code = 128 - code if code < 0 else code
+            break
+    for sig in FORWARDED:
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except OSError:
+        pass
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        except OSError as e:
+            if e.errno != errno.EINTR:
+                break
+    os._exit(code)
+
+
+def _forward(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass

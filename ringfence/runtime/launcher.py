@@ -1,0 +1,251 @@
+"""The launcher: start a sandbox for a Plan and see it through.
+
+Process tree (host PIDs on the left):
+
+    launcher L (the caller; stays in the host namespaces: relays the pty, runs helpers)
+      └─ C: becomes the user (root callers only), unshares every namespace, writes the id maps
+           └─ I: PID 1 of the sandbox (runtime/init.py): builds the root, waits for "go"
+                └─ P: the payload (runtime/payload.py): locks down, execs the command
+
+Teardown: C and I have PR_SET_PDEATHSIG(SIGKILL), so if L dies (even by SIGKILL) C dies, then
+I dies, and the kernel kills every process of the PID namespace. Must never leave a child
+running when start() fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass, field
+
+from ..errors import RingfenceError, SandboxError
+from ..kernel import prctl, userns
+from ..plan import Plan
+from . import protocol
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2, signal.SIGWINCH)
+
+
+@dataclass
+class Launch:
+    plan: Plan
+    stdio: tuple[int, int, int] = (0, 1, 2)
+    tty: bool = False  # stdio includes a pty slave that must become the controlling terminal
+    passwords: tuple[bytes, ...] = ()
+    child_pid: int = -1
+    init_pid: int = -1
+    reports: list[dict[str, object]] = field(default_factory=list)
+    returncode: int | None = None
+    _helpers: list[object] = field(default_factory=list)
+
+    def start(self) -> None:
+        plan = self.plan
+        flags = 0
+        for ns in plan.namespaces:
+            flags |= userns.NAMESPACE_FLAGS[ns]
+        preload(plan)
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # C
+            os.close(status_r)
+            os.close(go_w)
+            _child_main(plan, flags, parent, self.stdio, status_w, go_r, self.tty,
+                        self.passwords)
+            os._exit(2)
+        self.child_pid = pid
+        os.close(status_w)
+        os.close(go_r)
+        try:
+            buf = _read_until(status_r, b"\n", stop_on_eof=True)
+            init_pid, _, error = protocol.parse(buf)
+            if error is None and init_pid is not None:
+                self.init_pid = init_pid
+                self._start_helpers()
+                os.write(go_w, b"g")
+            os.close(go_w)
+            go_w = -1
+            buf += _read_all(status_r)
+        except BaseException:
+            self.kill()
+            self.wait()
+            raise
+        finally:
+            if go_w >= 0:
+                os.close(go_w)
+            os.close(status_r)
+        _, self.reports, error = protocol.parse(buf)
+        if error is not None or self.init_pid < 0:
+            self.wait()
+            self.stop_helpers()
+            code, message = error or (2, "the sandbox exited before it started")
+            err = RingfenceError(message)
+            err.exit_code = code
+            raise err
+
+    def _start_helpers(self) -> None:
+        if self.plan.network == "user":
+            from . import usernet
+
+            self._helpers.append(usernet.start(self.init_pid, self.plan.usernet))
+
+    def stop_helpers(self) -> None:
+        for helper in self._helpers:
+            stop = getattr(helper, "stop", None)
+            if stop is not None:
+                try:
+                    stop()
+                except Exception:
+                    pass
+        self._helpers.clear()
+
+    def helper_reports(self) -> list[dict[str, object]]:
+        out = []
+        for helper in self._helpers:
+            describe = getattr(helper, "describe", None)
+            if describe is not None:
+                out.append({"layer": "network", **describe()})
+        return out
+
+    def signal(self, sig: int) -> None:
+        if self.init_pid > 0 and self.returncode is None:
+            try:
+                os.kill(self.init_pid, sig)
+            except OSError:
+                pass
+
+    def kill(self) -> None:
+        if self.child_pid > 0 and self.returncode is None:
+            for pid in (self.init_pid, self.child_pid):
+                if pid > 0:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            while True:
+                try:
+                    _, status = os.waitpid(self.child_pid, 0)
+                    break
+                except InterruptedError:
+                    continue
+                except ChildProcessError:
+                    status = 0
+                    break
+            code = os.waitstatus_to_exitcode(status)
+            self.returncode = 128 - code if code < 0 else code
+            self.stop_helpers()
+        return self.returncode
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.child_pid, os.WNOHANG)
+            if pid == 0:
+                return None
+            code = os.waitstatus_to_exitcode(status)
+            self.returncode = 128 - code if code < 0 else code
+            self.stop_helpers()
+        return self.returncode
+
+
+def preload(plan: Plan) -> None:
+    """Import everything the sandbox's processes will need, before fork.
+
+    After pivot_root the payload may see no Python library at all (the void profile): every
+    module and shared library used after that point must already be loaded.
+    """
+    import fcntl  # noqa: F401  (TIOCSCTTY in the payload)
+
+    from . import init, payload  # noqa: F401
+
+    if plan.landlock is not None:
+        from ..kernel import landlock  # noqa: F401
+    if plan.seccomp is not None:
+        from ..kernel import seccomp
+
+        prepare = getattr(seccomp, "prepare", None)
+        if prepare is not None:
+            prepare(plan.seccomp)
+    if plan.vaults:
+        from . import vault  # noqa: F401
+
+
+def _read_until(fd: int, marker: bytes, stop_on_eof: bool) -> bytes:
+    buf = b""
+    while marker not in buf:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def _read_all(fd: int) -> bytes:
+    buf = b""
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return buf
+        buf += chunk
+
+
+def _child_main(plan: Plan, flags: int, parent: int, stdio: tuple[int, int, int],
+                status_w: int, go_r: int, tty: bool, passwords: tuple[bytes, ...]) -> None:
+    """C: runs in a fork of the launcher; never returns."""
+    try:
+        for sig in FORWARDED:
+            signal.signal(sig, signal.SIG_IGN)  # L forwards them to I; C must not die of them
+        if plan.identity.drop_to is not None:
+            uid, gid = plan.identity.drop_to
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            # A credential change clears "dumpable", which makes /proc/self/*_map root-owned.
+            prctl.set_dumpable(True)
+        prctl.set_pdeathsig(signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(2)  # the launcher already died
+        uid, gid = os.geteuid(), os.getegid()
+        userns.unshare(flags)
+        userns.write_id_maps(uid, uid, gid, gid)
+        pid = os.fork()
+    except RingfenceError as e:
+        protocol.send_error(status_w, e.exit_code, str(e))
+        os._exit(e.exit_code)
+    except BaseException as e:
+        protocol.send_error(status_w, 2, f"cannot create the sandbox: {e!r}")
+        os._exit(2)
+    if pid == 0:  # I
+        from .init import init_main
+
+        init_main(plan, stdio, status_w, go_r, tty, passwords)
+        os._exit(2)
+    protocol.send(status_w, "pid", str(pid))
+    os.close(status_w)
+    os.close(go_r)
+    for fd in set(stdio):
+        if fd > 2:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            os._exit(2)
+    code = os.waitstatus_to_exitcode(status)
+    os._exit(128 - code if code < 0 else code)
+
+
+def check_runnable() -> None:
+    """Raise a clear error when sandboxes cannot work here at all (used by `doctor`)."""
+    if not os.path.exists("/proc/self/ns/user"):
+        raise SandboxError("this kernel has no user namespaces (CONFIG_USER_NS)")

@@ -1,0 +1,113 @@
+"""The payload's last steps: lock the process down and execve the command.
+
+Runs in the child of the sandbox's PID 1, inside the new root. Order matters and is fixed:
+session/terminal, fds, cwd, rlimits, keyring, signal dispositions, capabilities (all sets
+emptied, securebits locked), no_new_privs, Landlock, seccomp (last, so it may forbid what the
+steps before needed), execve. Must never return: it execs or ``_exit``s.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from ..errors import CommandNotExecutable, CommandNotFound, RingfenceError
+from ..kernel import caps, fds, keyring, prctl, rlimit
+from ..plan import Plan
+from . import protocol
+
+TIOCSCTTY = 0x540E  # asm-generic/ioctls.h
+
+
+def arrange_stdio(stdio: tuple[int, int, int], keep: set[int]) -> None:
+    """dup2 the payload's stdio to 0, 1, 2 without clobbering a source on the way."""
+    base = max([*stdio, *keep, 2]) + 1
+    high = [os.dup2(fd, base + i, inheritable=False) if fd >= 0 else -1
+            for i, fd in enumerate(stdio)]
+    for target, fd in enumerate(high):
+        if fd >= 0:
+            os.dup2(fd, target, inheritable=True)
+        else:
+            try:
+                os.close(target)
+            except OSError:
+                pass
+    for fd in high:
+        if fd >= 0:
+            os.close(fd)
+
+
+def exec_payload(plan: Plan, stdio: tuple[int, int, int], status_fd: int, tty: bool) -> None:
+    try:
+        _lock_down(plan, stdio, status_fd, tty)
+        _exec(plan, status_fd)
+    except RingfenceError as e:
+        protocol.send_error(status_fd, e.exit_code, str(e))
+        os._exit(e.exit_code)
+    except BaseException as e:  # never let Python unwind into the launcher's code
+        protocol.send_error(status_fd, 2, f"payload setup failed: {e!r}")
+        os._exit(2)
+
+
+def _lock_down(plan: Plan, stdio: tuple[int, int, int], status_fd: int, tty: bool) -> None:
+    os.setsid()
+    keep = set(plan.pass_fds) | {status_fd}
+    arrange_stdio(stdio, keep)
+    if tty:
+        import fcntl
+
+        fcntl.ioctl(0, TIOCSCTTY, 0)
+    fds.close_all_except(keep)
+    for fd in plan.pass_fds:
+        os.set_inheritable(fd, True)
+    try:
+        os.chdir(plan.cwd)
+    except OSError as e:
+        raise RingfenceError(f"working directory {plan.cwd}: {e.strerror} inside the sandbox "
+                             "(bind it or choose another with --chdir)") from None
+    rlimit.apply(plan.limits)
+    if plan.keyring_private:
+        keyring.join_new_session_keyring()
+    for sig in range(1, signal.NSIG):
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    caps.drop_all(plan.cap_last)
+    prctl.set_no_new_privs()
+    caps.verify_dropped()
+    if plan.landlock is not None:
+        from ..kernel import landlock
+
+        result = landlock.apply(plan.landlock)
+        protocol.send_report(status_fd, "landlock", landlock_report(result))
+    if plan.seccomp is not None:
+        from ..kernel import seccomp
+
+        seccomp.install(plan.seccomp)
+
+
+def landlock_report(result: object) -> dict[str, object]:
+    import dataclasses
+
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    return {"result": str(result)}
+
+
+def _exec(plan: Plan, status_fd: int) -> None:
+    argv = list(plan.argv)
+    try:
+        os.execvpe(argv[0], argv, plan.env)
+    except FileNotFoundError:
+        e: RingfenceError = CommandNotFound(f"{argv[0]}: command not found inside the sandbox "
+                                            "(is it bound in? see `ringfence plan`)")
+    except PermissionError:
+        e = CommandNotExecutable(f"{argv[0]}: permission denied inside the sandbox")
+    except OSError as err:
+        e = CommandNotExecutable(f"{argv[0]}: cannot execute: {err.strerror}")
+    protocol.send_error(status_fd, e.exit_code, str(e))
+    os._exit(e.exit_code)
