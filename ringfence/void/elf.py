@@ -780,22 +780,33 @@ class _Closer:
             i += 1
             for raw in obj.info.needed:
                 name = self.expand(raw, obj)
-                if name is None or name in self.names:
+                if name is None:
+                    raise SpecError(
+                        f"{obj.path}: DT_NEEDED {raw!r} uses a token the loader cannot expand",
+                        "relink it without $PLATFORM or use a plain soname",
+                    )
+                if name in self.names:
                     continue
                 new = self.adopt(self.search(name, obj), obj, name, obj.path)
                 if new is not None:
                     queue.append(new)
 
 
-def _read_shebang(fd: int) -> tuple[str, str | None] | None:
+def _read_shebang(fd: int, path: str) -> tuple[str, str | None] | None:
+    """The "#!" line as the kernel's binfmt_script splits it: interpreter, optional argument."""
     head = os.pread(fd, _BINPRM_BUF, 0)
     if not head.startswith(b"#!"):
         return None
-    line = head[2:].split(b"\n", 1)[0].strip(b" \t")
-    interp, _, arg = line.replace(b"\t", b" ").partition(b" ")
+    end = head.find(b"\n")
+    line = head[2:end] if end >= 0 else head[2 : _BINPRM_BUF - 1]
+    line = line.strip(b" \t")
+    cut = min((i for i in (line.find(c) for c in b" \t\0") if i >= 0), default=-1)
+    if end < 0 and cut < 0:
+        raise SpecError(f"{path}: #! interpreter path is longer than the kernel reads")
+    interp, rest = (line, b"") if cut < 0 else (line[:cut], line[cut:])
     if not interp:
-        return None
-    arg = arg.strip(b" ")
+        raise SpecError(f"{path}: #! line names no interpreter", "write #!/path/to/interpreter")
+    arg = b"" if rest.startswith(b"\0") else rest.lstrip(b" \t").split(b"\0", 1)[0]
     return interp.decode("utf-8", "surrogateescape"), (
         arg.decode("utf-8", "surrogateescape") if arg else None
     )
@@ -827,7 +838,7 @@ def closure(binary: str, extra_libraries: Sequence[str] = (), root: str = "/") -
             raise SpecError(f"{path}: not a readable regular file", "check the path")
         fd, st = opened
         try:
-            script = _read_shebang(fd)
+            script = _read_shebang(fd, path)
             if script is None:
                 found = closer.load_fd(fd, st, path, resolved, check_abi=False)
                 break

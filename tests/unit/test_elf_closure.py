@@ -254,6 +254,31 @@ def test_script_chain_and_argument_are_reported(tmp: Path) -> None:
     assert {str(outer), str(inner)} <= set(c.files())
 
 
+def test_shebang_is_split_like_the_kernel(tmp: Path) -> None:
+    env = tmp / "env"
+    env.write_text("#!/usr/bin/env\tpython3 -u \nprint(1)\n")
+    assert closure(str(env)).shebangs == (("/usr/bin/env", "python3 -u"),)
+    empty = tmp / "empty"
+    empty.write_text("#!   \necho\n")
+    with pytest.raises(SpecError, match="names no interpreter"):
+        closure(str(empty))
+    relative = tmp / "relative"
+    relative.write_text("#!bin/sh\n")
+    with pytest.raises(SpecError, match="relative to the working directory"):
+        closure(str(relative))
+
+
+@needs_gcc
+@needs_x86_64
+def test_interpreter_of_the_wrong_class_is_refused(tmp: Path) -> None:
+    root = tmp / "root"
+    make_fake_root(root)
+    build_hello(root / "opt/app", "-Wl,-rpath,$ORIGIN/../lib")
+    fake_elf(root / "fake/ld.so", elf.ELFCLASS32, elf.EM_386)
+    with pytest.raises(SpecError, match=r"ELF interpreter /lib64/ld-linux-x86-64\.so\.2 .*ELF32"):
+        closure("/opt/app/bin/prog", root=str(root))
+
+
 def test_non_elf_file_is_a_spec_error_naming_it(tmp: Path) -> None:
     text = tmp / "notes.txt"
     text.write_text("just text\n")
