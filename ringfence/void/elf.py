@@ -33,6 +33,7 @@ import stat
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import SpecError
 from . import ldcache
@@ -228,8 +229,7 @@ def _pread(fd: int, size: int, offset: int) -> bytes:
     return data
 
 
-@dataclass(frozen=True)
-class _Header:
+class _Header(NamedTuple):
     elf_class: int
     order: str
     machine: int
@@ -402,8 +402,7 @@ def read_elf(path: str) -> ElfInfo:
 # --------------------------------------------------------------------------- paths in a root
 
 
-@dataclass(frozen=True)
-class _Resolved:
+class _Resolved(NamedTuple):
     real: str  # in root coordinates, no symlink in any component
     links: tuple[tuple[str, str], ...]
 
@@ -478,17 +477,22 @@ class _Tree:
 # --------------------------------------------------------------------------- the closure
 
 
-@dataclass(eq=False)
 class _Obj:
-    path: str  # as opened by the loader: the base of this object's $ORIGIN
-    real: str  # root coordinates
-    info: ElfInfo
-    loader: _Obj | None
-    main: bool = False
+    """A loaded object in the graph (a plain class: created per library, cheap to define)."""
+
+    __slots__ = ("path", "real", "info", "loader", "main")
+
+    def __init__(
+        self, path: str, real: str, info: ElfInfo, loader: _Obj | None, main: bool = False
+    ) -> None:
+        self.path = path  # as opened by the loader: the base of this object's $ORIGIN
+        self.real = real  # root coordinates
+        self.info = info
+        self.loader = loader
+        self.main = main
 
 
-@dataclass(frozen=True)
-class _Found:
+class _Found(NamedTuple):
     path: str
     resolved: _Resolved
     info: ElfInfo
