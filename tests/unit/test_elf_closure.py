@@ -333,6 +333,34 @@ def test_origin_rpath_and_runpath_resolve(tmp: Path, dtags: str) -> None:
 
 @needs_gcc
 @needs_x86_64
+@pytest.mark.parametrize(
+    ("token", "guesses"),
+    [
+        ("${ORIGIN}/../$LIB", ["lib64", "lib/x86_64-linux-gnu"]),
+        ("$ORIGIN/../p/${PLATFORM}", ["p/i686", "p/x86_64"]),
+    ],
+)
+def test_dynamic_string_tokens_expand_like_the_loader(
+    tmp: Path, token: str, guesses: list[str]
+) -> None:
+    """Where the real loader finds the library (our own build: trusted) is where we find it."""
+    prog, lib = build_hello(tmp / "app", f"-Wl,-rpath,{token}", lib_dir="build")
+    for guess in guesses:
+        target = tmp / "app" / guess
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.move(lib, target / "libhello.so.1")
+        lib = target / "libhello.so.1"
+        if subprocess.run([prog], capture_output=True).returncode == 0:
+            break
+    else:
+        pytest.fail(f"the real loader found libhello.so.1 in none of {guesses} for {token}")
+    c = closure(str(prog))
+    hello = next(e for e in c.entries if e.path.endswith("libhello.so.1"))
+    assert hello.real == str(lib)
+
+
+@needs_gcc
+@needs_x86_64
 def test_rpath_serves_indirect_needs_but_runpath_does_not(tmp: Path) -> None:
     """ld.so rule: RPATH of the loaders applies down the chain, RUNPATH only to direct needs."""
     lib = tmp / "lib"
