@@ -569,7 +569,7 @@ class _Closer:
 
     # ---- reading candidates
 
-    def _load(self, path: str, resolved: _Resolved, check_abi: bool) -> _Found | str | None:
+    def load(self, path: str, resolved: _Resolved, check_abi: bool) -> _Found | str | None:
         """Open and parse a candidate. A str is a reason to skip it (wrong class/machine)."""
         opened = _open_regular(self.tree.host(resolved.real))
         if opened is None:
@@ -609,17 +609,17 @@ class _Closer:
             ) from None
         return _Found(path, resolved, info, (st.st_dev, st.st_ino), "")
 
-    def _try(self, path: str, via: str, skipped: list[str]) -> _Found | None:
+    def try_path(self, path: str, via: str, skipped: list[str]) -> _Found | None:
         resolved = self.tree.resolve(path)
         if resolved is None:
             return None
-        found = self._load(path, resolved, check_abi=True)
+        found = self.load(path, resolved, check_abi=True)
         if isinstance(found, str):
             skipped.append(found)
             return None
         if found is None:
             return None
-        return _Found(found.path, found.resolved, found.info, found.file_id, via)
+        return found._replace(via=via)
 
     # ---- search
 
@@ -668,7 +668,7 @@ class _Closer:
         for d in dirs:
             cand = d.rstrip("/") + "/" + name
             tried.append(d)
-            found = self._try(cand, via, skipped)
+            found = self.try_path(cand, via, skipped)
             if found is not None:
                 return found
         return None
@@ -684,7 +684,7 @@ class _Closer:
                     f"{loader.path} needs {name!r}, a path relative to the working directory",
                     "relink it with a soname or an absolute path",
                 )
-            found = self._try(name, "path", skipped)
+            found = self.try_path(name, "path", skipped)
             if found is not None:
                 return found
             tried.append(name)
@@ -741,7 +741,7 @@ class _Closer:
         in_default = any(path.startswith(d + "/") for d in self.default_dirs)
         if nodeflib and in_default:
             return None  # glibc drops cache entries under the system dirs for DF_1_NODEFLIB
-        found = self._try(path, "ld.so.cache", skipped)
+        found = self.try_path(path, "ld.so.cache", skipped)
         only_cached = nodeflib or os.path.dirname(path) not in self.default_dirs
         if found is not None and only_cached and not self.uses_ldcache:
             # Only the cache leads the loader to this directory: the void must carry it.
@@ -873,7 +873,7 @@ def closure(binary: str, extra_libraries: Sequence[str] = (), root: str = "/") -
         if not interp.startswith("/"):
             raise SpecError(f"{path}: relative ELF interpreter {interp!r}", "relink the program")
         skipped: list[str] = []
-        rtld = closer._try(interp, "interpreter", skipped)
+        rtld = closer.try_path(interp, "interpreter", skipped)
         if rtld is None:
             why = f" (wrong class or machine: {skipped[0]})" if skipped else ""
             raise SpecError(f"{path}: ELF interpreter {interp} not found{why}")
@@ -887,19 +887,8 @@ def closure(binary: str, extra_libraries: Sequence[str] = (), root: str = "/") -
     for extra in extra_libraries:
         if extra in closer.names:
             continue
-        found_extra = closer.search(extra, main)
-        new = closer.adopt(
-            _Found(
-                found_extra.path,
-                found_extra.resolved,
-                found_extra.info,
-                found_extra.file_id,
-                "dlopen",
-            ),
-            main,
-            extra,
-            path,
-        )
+        found_extra = closer.search(extra, main)._replace(via="dlopen")
+        new = closer.adopt(found_extra, main, extra, path)
         if new is not None:
             closer.scan([new])
 
