@@ -49,8 +49,9 @@ class PasswordSource:
         return "terminal"
 
 
-def read_password(source: PasswordSource, prompt: str = "Password: ", *,
-                  confirm: bool = False) -> bytes:
+def read_password(
+    source: PasswordSource, prompt: str = "Password: ", *, confirm: bool = False
+) -> bytes:
     """Return the password (without its newline) from ``source``.
 
     ``confirm`` asks twice on a terminal (for creating a vault); files and askpass programs are
