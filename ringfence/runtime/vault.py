@@ -42,6 +42,7 @@ from ..errors import (
     SessionError,
     UnsupportedError,
 )
+from ..kernel import caps as _caps
 from ..kernel import fds as _fds
 from ..kernel import mount as _mnt
 from ..kernel import prctl as _prctl
@@ -77,6 +78,10 @@ EXIT_LOAD_CONF = 8
 
 # The child reports a set-up failure (before exec) with this status and a message on a pipe.
 _CHILD_SETUP_FAILED = 125
+
+# linux/memfd.h, linux/fcntl.h
+_MFD_EXEC = 0x0010
+_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 
 # linux/mount.h
 _MS_RDONLY = 1
@@ -442,26 +447,36 @@ def describe(spec: VaultSpec, mounted: VaultMount | None = None) -> dict[str, ob
 # Sandbox side (PID 1, inside the new user, mount and PID namespaces, before pivot_root)
 
 
-def mount_in_namespace(spec: VaultSpec, target: str, password: bytes) -> VaultMount:
+def mount_in_namespace(
+    spec: VaultSpec, target: str, password: bytes, *, host_root: str = "/"
+) -> VaultMount:
     """Mount the decrypted view of ``spec`` on ``target`` and start gocryptfs for it.
 
     Call in the sandbox's PID 1, which must have full capabilities in a user namespace of its
-    own and a private mount namespace (``/`` made rprivate), before pivot_root. ``target`` is
-    an existing directory in the current view (inside the future root). Returns once the view
-    answers (the mount root has been stat'ed, which also settles its attributes for the first
-    create). On failure raises SandboxError and leaves nothing mounted or running.
+    own and a private mount namespace (``/`` made rprivate), before the final pivot_root.
+    ``target`` is an existing directory in the current view (inside the future root);
+    ``host_root`` is where the host's / is in the current view (``/oldroot`` while a root
+    builder keeps the host tree there). Returns once the view answers (the mount root has been
+    stat'ed, which also settles its attributes for the first create). On failure raises
+    SandboxError and leaves nothing mounted or running.
     """
     password = check_password(password, f"vault {spec.cipherdir}")
     if not os.path.isdir(target):
         raise SandboxError(f"vault {spec.cipherdir}: mountpoint {target} is not a directory")
+    cipherdir_here = os.path.realpath(_on_host(host_root, spec.cipherdir))
+    if not os.path.isfile(os.path.join(cipherdir_here, CONF_NAME)):
+        raise SandboxError(
+            f"vault {spec.cipherdir}: not reachable at {cipherdir_here} from the sandbox's "
+            f"PID 1 (host_root={host_root!r})"
+        )
     real_target = os.path.realpath(target)
-    if (real_target + "/").startswith(spec.cipherdir + "/"):
+    if (real_target + "/").startswith(cipherdir_here + "/"):
         raise SandboxError(
             f"vault {spec.cipherdir}: the mountpoint {target} lies inside the vault's own "
             "ciphertext directory"
         )
     try:
-        fuse_fd = os.open(FUSE_DEVICE, os.O_RDWR | os.O_CLOEXEC)
+        fuse_fd = os.open(_on_host(host_root, FUSE_DEVICE), os.O_RDWR | os.O_CLOEXEC)
     except OSError as e:
         raise SandboxError(
             f"vault {spec.cipherdir}: cannot open {FUSE_DEVICE} ({e.strerror}); it must be "
@@ -499,7 +514,7 @@ def mount_in_namespace(spec: VaultSpec, target: str, password: bytes) -> VaultMo
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _child(spec, real_target, fuse_fd, pw_read, log_fd, err_write, parent)
+            _child(spec, host_root, real_target, fuse_fd, pw_read, log_fd, err_write, parent)
         for fd in (fuse_fd, pw_read, err_write):
             os.close(fd)
             fds.remove(fd)
@@ -527,6 +542,11 @@ def mount_in_namespace(spec: VaultSpec, target: str, password: bytes) -> VaultMo
             os.close(log_fd)
         raise
     return VaultMount(spec=spec, pid=pid, target=real_target, log_fd=log_fd)
+
+
+def _on_host(host_root: str, path: str) -> str:
+    """Where host ``path`` is in the current view."""
+    return os.path.join(host_root, path.lstrip("/"))
 
 
 def _read_all(fd: int) -> bytes:
@@ -585,11 +605,18 @@ def _mount_failure(spec: VaultSpec, pid: int, log_fd: int, err: OSError) -> Sand
 
 
 def _child(
-    spec: VaultSpec, target: str, fuse_fd: int, pw_fd: int, log_fd: int, err_fd: int, parent: int
+    spec: VaultSpec,
+    host_root: str,
+    target: str,
+    fuse_fd: int,
+    pw_fd: int,
+    log_fd: int,
+    err_fd: int,
+    parent: int,
 ) -> NoReturn:
     """In the fork: build gocryptfs' own mount namespace and exec it. Never returns."""
     try:
-        _exec_gocryptfs(spec, target, fuse_fd, pw_fd, log_fd, err_fd, parent)
+        _exec_gocryptfs(spec, host_root, target, fuse_fd, pw_fd, log_fd, err_fd, parent)
     except BaseException as e:  # noqa: BLE001 - report anything, then die
         try:
             os.write(err_fd, str(e).encode(errors="replace") or repr(e).encode())
@@ -599,12 +626,23 @@ def _child(
 
 
 def _exec_gocryptfs(
-    spec: VaultSpec, target: str, fuse_fd: int, pw_fd: int, log_fd: int, err_fd: int, parent: int
+    spec: VaultSpec,
+    host_root: str,
+    target: str,
+    fuse_fd: int,
+    pw_fd: int,
+    log_fd: int,
+    err_fd: int,
+    parent: int,
 ) -> None:
+    def host(path: str) -> str:
+        return _on_host(host_root, path)
+
     os.setsid()  # no terminal: a ^C meant for the payload must not stop the vault
     _prctl.set_pdeathsig(signal.SIGKILL)  # belt and braces: the PID namespace already does it
     if os.getppid() != parent:
         os._exit(_CHILD_SETUP_FAILED)
+    exe_fd = _exec_only_copy(host(spec.gocryptfs))
     # Take clones of what gocryptfs needs while the host view is still reachable by path;
     # the tmpfs below may cover any of these paths.
     _userns.unshare(_userns.CLONE_NEWNS)
@@ -612,14 +650,14 @@ def _exec_gocryptfs(
     clones = [
         (
             "usr",
-            _mnt.open_tree_clone("/usr"),
+            _mnt.open_tree_clone(host("/usr")),
             True,
             _MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV,
         ),
-        ("dev/null", _mnt.open_tree_clone("/dev/null", recursive=False), False, 0),
+        ("dev/null", _mnt.open_tree_clone(host("/dev/null"), recursive=False), False, 0),
         (
             spec.cipherdir.lstrip("/"),
-            _mnt.open_tree_clone(spec.cipherdir),
+            _mnt.open_tree_clone(host(spec.cipherdir)),
             True,
             _MOUNT_ATTR_NOSUID
             | _MOUNT_ATTR_NODEV
@@ -631,18 +669,18 @@ def _exec_gocryptfs(
         clones.append(
             (
                 spec.gocryptfs.lstrip("/"),
-                _mnt.open_tree_clone(spec.gocryptfs, recursive=False),
+                _mnt.open_tree_clone(host(spec.gocryptfs), recursive=False),
                 False,
                 _MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV,
             )
         )
-    links = {n: os.readlink("/" + n) for n in _ROOT_LINKS if os.path.islink("/" + n)}
-    dirs = [n for n in _ROOT_LINKS if n not in links and os.path.isdir("/" + n)]
+    links = {n: os.readlink(host(n)) for n in _ROOT_LINKS if os.path.islink(host(n))}
+    dirs = [n for n in _ROOT_LINKS if n not in links and os.path.isdir(host(n))]
     for name in dirs:
         clones.append(
             (
                 name,
-                _mnt.open_tree_clone("/" + name),
+                _mnt.open_tree_clone(host(name)),
                 True,
                 _MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV,
             )
@@ -684,7 +722,7 @@ def _exec_gocryptfs(
             _mnt.mount("proc", proc, "proc", proc_flags, None)
         except KernelError:
             # Not in a PID namespace of our own: show the /proc this process already has.
-            clone_fd = _mnt.open_tree_clone("/proc")
+            clone_fd = _mnt.open_tree_clone(host("/proc"))
             dest_fd = os.open(proc, os.O_PATH | os.O_CLOEXEC)
             _mnt.move_mount_to_fd(clone_fd, dest_fd)
             os.close(dest_fd)
@@ -696,6 +734,9 @@ def _exec_gocryptfs(
     os.chdir("/")
     _mnt.set_attrs_at("/", _MOUNT_ATTR_RDONLY, recursive=False)
     _prctl.set_no_new_privs()
+    # No capabilities at exec (and none regained as uid 0): the exec-only copy is then
+    # unreadable to us, so the kernel makes gocryptfs non-dumpable.
+    _caps.drop_all(_caps.last_cap())
 
     # fds: 0 = password pipe, 1+2 = log memfd, 3 = /dev/fuse, 4 = vault lock; nothing else.
     wanted = [pw_fd, log_fd, log_fd, fuse_fd]
@@ -703,18 +744,60 @@ def _exec_gocryptfs(
         wanted.append(spec.lock_fd)
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64) for fd in wanted]
     err_high = fcntl.fcntl(err_fd, fcntl.F_DUPFD_CLOEXEC, 64)
+    exe_high = fcntl.fcntl(exe_fd, fcntl.F_DUPFD_CLOEXEC, 64) if exe_fd >= 0 else -1
     for number, fd in enumerate(high):
         os.dup2(fd, number, inheritable=True)
-    _fds.close_all_except({err_high}, start=len(wanted))
+    _fds.close_all_except({err_high, exe_high}, start=len(wanted))
     argv = [spec.gocryptfs, "-fg"]
     if spec.readonly:
         argv.append("-ro")
     argv += ["--", spec.cipherdir, "/dev/fd/3"]
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    if exe_high >= 0:
+        try:
+            os.execve(exe_high, argv, env)
+        except OSError as e:
+            # vm.memfd_noexec=2 or a noexec shm mount: run it from /usr, dumpable.
+            os.write(1, f"ringfence: exec-only copy refused ({e.strerror})\n".encode())
     try:
-        os.execve(spec.gocryptfs, argv, {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+        os.execve(spec.gocryptfs, argv, env)
     except OSError as e:
         os.write(err_high, f"exec {spec.gocryptfs}: {e.strerror}".encode())
         os._exit(_CHILD_SETUP_FAILED)
+
+
+def _exec_only_copy(path: str) -> int:
+    """A sealed memfd copy of ``path`` with mode 0111, or -1 if memfds cannot do that here.
+
+    Executing a file its caller cannot read makes the new process non-dumpable (fs/exec.c
+    would_dump), so a same-uid payload without capabilities cannot ptrace gocryptfs, read its
+    memory (the master key) or open /proc/<pid>/{root,fd,mem,environ}.
+    """
+    try:
+        fd = os.memfd_create("gocryptfs", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING | _MFD_EXEC)
+    except OSError:
+        try:  # kernels before 6.3 do not know MFD_EXEC
+            fd = os.memfd_create("gocryptfs", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        except OSError:
+            return -1
+    try:
+        src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(src).st_size
+            offset = 0
+            while offset < size:
+                sent = os.sendfile(fd, src, offset, size - offset)
+                if sent == 0:
+                    break
+                offset += sent
+        finally:
+            os.close(src)
+        os.fchmod(fd, 0o111)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+    except OSError:
+        os.close(fd)
+        return -1
+    return fd
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,8 +4,10 @@ A minimal stand-in for the runtime (the core launcher is written elsewhere): the
 forks a "launcher" L that unshares user, mount and PID namespaces (identity uid/gid map); L forks
 PID 1 (I), which makes / rprivate, bind-mounts a host directory as the new root, calls
 ``mount_in_namespace()`` on a directory in it, pivots into it and detaches the old root, then
-forks a payload without capabilities. Everyone reports JSON lines on a pipe. With ``hold=True``
-PID 1 stays up until the test lets it go, so the test can look at the host meanwhile.
+forks a payload without capabilities. Everyone reports JSON lines on a pipe. With
+``Options(hold=True)`` PID 1 stays up until the test lets it go, so the test can look at the
+host meanwhile. By default PID 1 first pivots into a tmpfs holding the host tree at /oldroot,
+as the core runtime does, and passes ``host_root="/oldroot"``.
 
 Nothing here waits on time: ends are observed through waitpid and pidfds (with generous guards
 so a bug fails the test instead of hanging it).
@@ -147,30 +149,39 @@ class Sandbox:
         self.launcher_status = os.waitstatus_to_exitcode(raw)
 
 
+@dataclass(frozen=True)
+class Options:
+    """How PID 1 behaves. ``layout``: "oldroot" is the core runtime's (PID 1 first pivots into
+    a tmpfs with the host tree at /oldroot and the new root at /newroot, so host paths need
+    ``host_root``); "direct" mounts the vault while PID 1 still has the host's root."""
+
+    hold: bool = False
+    close_vault: bool = False
+    inspect_daemon_root: bool = False
+    layout: str = "oldroot"
+
+
 def start_sandbox(
     spec: vault.VaultSpec,
     password: bytes,
     root: Path,
     payload: Payload | None = None,
-    *,
-    hold: bool = False,
-    close_vault: bool = False,
+    options: Options | None = None,
 ) -> Sandbox:
     """Fork L -> I as described above; the test process gives up its copy of the lock fd."""
+    options = options or Options()
     (root / MOUNTPOINT.lstrip("/")).mkdir(parents=True, exist_ok=True)
     (root / "proc").mkdir(exist_ok=True)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     release_r, release_w = os.pipe2(os.O_CLOEXEC)
-    uid, gid = os.getuid(), os.getgid()
+    ids = (os.getuid(), os.getgid())
     launcher = os.fork()
     if launcher == 0:
         code = 1
         try:
             os.close(report_r)
             os.close(release_w)
-            _launcher(
-                spec, password, str(root), report_w, release_r, payload, hold, close_vault, uid, gid
-            )
+            _launcher(spec, password, str(root), (report_w, release_r), payload, options, ids)
             code = 0
         except BaseException as e:  # noqa: BLE001
             _send(report_w, {"launcher_error": repr(e)})
@@ -191,16 +202,13 @@ def _launcher(
     spec: vault.VaultSpec,
     password: bytes,
     root: str,
-    report: int,
-    release: int,
+    pipes: tuple[int, int],
     payload: Payload | None,
-    hold: bool,
-    close_vault: bool,
-    uid: int,
-    gid: int,
+    options: Options,
+    ids: tuple[int, int],
 ) -> None:
     userns.unshare(userns.CLONE_NEWUSER | userns.CLONE_NEWNS | userns.CLONE_NEWPID)
-    userns.write_id_maps(uid, uid, gid, gid)
+    userns.write_id_maps(ids[0], ids[0], ids[1], ids[1])
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     pid1 = os.fork()
     if pid1 == 0:
@@ -209,13 +217,13 @@ def _launcher(
             os.close(go_w)
             os.read(go_r, 1)  # report order: L's pid1_host line comes first
             os.close(go_r)
-            code = _pid1(spec, password, root, report, release, payload, hold, close_vault)
+            code = _pid1(spec, password, root, pipes, payload, options)
         except BaseException as e:  # noqa: BLE001
-            _send(report, {"pid1_error": repr(e)})
+            _send(pipes[0], {"pid1_error": repr(e)})
             code = 3
         finally:
             os._exit(code)
-    _send(report, {"pid1_host": pid1})
+    _send(pipes[0], {"pid1_host": pid1})
     os.write(go_w, b"g")
     os.close(go_w)
     os.close(go_r)
@@ -227,32 +235,59 @@ def _pid1(
     spec: vault.VaultSpec,
     password: bytes,
     root: str,
-    report: int,
-    release: int,
+    pipes: tuple[int, int],
     payload: Payload | None,
-    hold: bool,
-    close_vault: bool,
+    options: Options,
 ) -> int:
+    report, release = pipes
     prctl.set_pdeathsig(signal.SIGKILL)  # what the real runtime does: die with the launcher
     mnt.make_private_recursive("/")
-    mnt.mount(root, root, None, mnt.MS_BIND | mnt.MS_REC)
-    mnt.mount("proc", root + "/proc", "proc", mnt.MS_NOSUID | mnt.MS_NODEV | mnt.MS_NOEXEC)
-    target = root + MOUNTPOINT
+    host_root = "/"
+    new_root = root
+    if options.layout == "oldroot":
+        base = root + ".base"
+        os.makedirs(base, exist_ok=True)
+        mnt.mount("tmpfs", base, "tmpfs", mnt.MS_NOSUID | mnt.MS_NODEV, "mode=0755")
+        os.mkdir(base + "/oldroot")
+        os.mkdir(base + "/newroot")
+        mnt.pivot_root(base, base + "/oldroot")
+        os.chdir("/")
+        host_root, new_root = "/oldroot", "/newroot"
+        mnt.mount("/oldroot" + root, new_root, None, mnt.MS_BIND | mnt.MS_REC)
+    else:
+        mnt.mount(root, root, None, mnt.MS_BIND | mnt.MS_REC)
+    mnt.mount("proc", new_root + "/proc", "proc", mnt.MS_NOSUID | mnt.MS_NODEV | mnt.MS_NOEXEC)
     try:
-        mounted = vault.mount_in_namespace(spec, target, password)
+        mounted = vault.mount_in_namespace(
+            spec, new_root + MOUNTPOINT, password, host_root=host_root
+        )
     except RingfenceError as e:
         _send(
             report,
             {
                 "error": type(e).__name__,
                 "message": str(e),
-                "fuse_mounts": _fuse_mounts("/proc/self/mountinfo"),
+                "fuse_mounts": _fuse_mounts(host_root + "/proc/self/mountinfo"),
                 "children": _has_children(),
             },
         )
         return 1
     _send(report, {"mounted": True, "daemon_pid": mounted.pid, "log": mounted.log()})
-    os.chdir(root)
+    if options.inspect_daemon_root:
+        # PID 1 keeps CAP_SYS_PTRACE in the sandbox's user namespace, so it may look.
+        daemon_root = f"{new_root}/proc/{mounted.pid}/root"
+        secret = daemon_root + os.path.dirname(root) + "/host-only-secret.txt"
+        _send(
+            report,
+            {
+                "daemon_root": sorted(os.listdir(daemon_root)),
+                "dev": sorted(os.listdir(daemon_root + "/dev")),
+                "secret": "EXISTS" if os.path.exists(secret) else "ENOENT",
+            },
+        )
+    if options.layout == "oldroot":
+        mnt.umount("/oldroot", mnt.MNT_DETACH)
+    os.chdir(new_root)
     mnt.pivot_root(".", ".")
     mnt.umount(".", mnt.MNT_DETACH)
     os.chdir("/")
@@ -267,11 +302,11 @@ def _pid1(
             finally:
                 os._exit(0)
         os.waitpid(child, 0)
-    if hold:
+    if options.hold:
         _send(report, {"holding": True})
         while os.read(release, 1):
             pass
-    if close_vault:
+    if options.close_vault:
         status = mounted.close(MOUNTPOINT)
         _send(
             report,
@@ -395,12 +430,13 @@ def _write_secret() -> dict[str, object]:
 # --- promises ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("layout", ["oldroot", "direct"])
 def test_vault_file_is_ciphertext_on_disk_and_host_mountpoint_stays_empty(
-    cipherdir: Path, tmp_path: Path, sandboxes: list[Sandbox]
+    cipherdir: Path, tmp_path: Path, sandboxes: list[Sandbox], layout: str
 ) -> None:
     root = tmp_path / "root"
     spec = vault.prepare(f"{cipherdir}:{MOUNTPOINT}")
-    sb = start_sandbox(spec, PASSWORD, root, _write_secret, hold=True)
+    sb = start_sandbox(spec, PASSWORD, root, _write_secret, Options(hold=True, layout=layout))
     sandboxes.append(sb)
     assert sb.next().get("mounted") is True, sb.messages
     payload = sb.next()
@@ -474,7 +510,7 @@ def test_nothing_left_after_the_sandbox_ends(
         PASSWORD,
         tmp_path / "root",
         _write_secret,
-        hold=True,
+        Options(hold=True),
     )
     sandboxes.append(sb)
     assert sb.next().get("mounted") is True, sb.messages
@@ -500,7 +536,7 @@ def test_nothing_left_after_the_launcher_is_sigkilled(
         PASSWORD,
         tmp_path / "root",
         _write_secret,
-        hold=True,
+        Options(hold=True),
     )
     sandboxes.append(sb)
     assert sb.next().get("mounted") is True, sb.messages
@@ -574,7 +610,7 @@ def test_second_open_of_the_same_vault_names_the_session_to_enter(
         vault.prepare(f"{cipherdir}:{MOUNTPOINT}", session="taxes"),
         PASSWORD,
         tmp_path / "root",
-        hold=True,
+        options=Options(hold=True),
     )
     sandboxes.append(sb)
     assert sb.next().get("mounted") is True, sb.messages
@@ -620,7 +656,7 @@ def test_close_unmounts_and_stops_gocryptfs(
         PASSWORD,
         tmp_path / "root",
         _write_secret,
-        close_vault=True,
+        Options(close_vault=True),
     )
     sandboxes.append(sb)
     assert sb.wait() == 0
@@ -632,11 +668,12 @@ def test_close_unmounts_and_stops_gocryptfs(
 # --- attacks ----------------------------------------------------------------------------------
 
 
-def test_cannot_reach_host_files_through_gocryptfs_proc_root(
+def test_payload_cannot_ptrace_or_enter_gocryptfs(
     cipherdir: Path, tmp_path: Path, sandboxes: list[Sandbox]
 ) -> None:
-    """gocryptfs shares the payload's uid and PID namespace: /proc/<it>/root must not be the
-    host's root (it keeps the host view of CIPHERDIR, so a naive design would expose it)."""
+    """gocryptfs runs with the payload's uid in the payload's PID namespace. Were it dumpable,
+    the payload could read the master key from its memory and walk its root and fds (it keeps
+    the host view of CIPHERDIR). It is started from an exec-only copy, so it is not."""
     host_secret = tmp_path / "host-only-secret.txt"
     host_secret.write_bytes(b"host secret\n")
 
@@ -646,17 +683,21 @@ def test_cannot_reach_host_files_through_gocryptfs_proc_root(
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 try:
-                    with open(f"/proc/{entry}/comm") as f:
-                        if f.read().strip() == "gocryptfs":
+                    with open(f"/proc/{entry}/cmdline", "rb") as f:
+                        if f.read().split(b"\0")[0].endswith(b"gocryptfs"):
                             daemons.append(entry)
                 except OSError:
                     pass
         out: dict[str, object] = {"daemons": len(daemons)}
-        root = f"/proc/{daemons[0]}/root"
+        proc = f"/proc/{daemons[0]}"
         for name, path in (
-            ("host_secret", root + str(host_secret)),
-            ("etc_passwd", root + "/etc/passwd"),
-            ("cwd_secret", f"/proc/{daemons[0]}/cwd" + str(host_secret)),
+            ("host_secret", proc + "/root" + str(host_secret)),
+            ("conf", proc + "/root" + str(cipherdir / "gocryptfs.conf")),
+            ("cwd", proc + "/cwd/usr/bin/env"),
+            ("environ", proc + "/environ"),
+            ("mem", proc + "/mem"),
+            ("lock_fd", proc + "/fd/4"),
+            ("fuse_fd", proc + "/fd/3"),
         ):
             try:
                 with open(path, "rb") as f:
@@ -664,9 +705,11 @@ def test_cannot_reach_host_files_through_gocryptfs_proc_root(
             except OSError as e:
                 out[name] = errno.errorcode.get(e.errno or 0, "?")
         try:
-            out["listing"] = sorted(os.listdir(root))
+            out["root_listing"] = sorted(os.listdir(proc + "/root"))
         except OSError as e:
-            out["listing"] = errno.errorcode.get(e.errno or 0, "?")
+            out["root_listing"] = errno.errorcode.get(e.errno or 0, "?")
+        with open(f"/proc/{daemons[0]}/status") as f:
+            out["tracer"] = [ln.split()[1] for ln in f if ln.startswith("TracerPid:")][0]
         return out
 
     sb = start_sandbox(
@@ -674,24 +717,76 @@ def test_cannot_reach_host_files_through_gocryptfs_proc_root(
     )
     sandboxes.append(sb)
     assert sb.wait() == 0
-    result = sb.messages[2]
-    got = result.get("payload")
+    got = sb.messages[2].get("payload")
     assert isinstance(got, dict), sb.messages
-    assert got["daemons"] == 1
-    # Control: the host file is there for the host.
-    assert host_secret.read_bytes() == b"host secret\n"
-    for attempt in ("host_secret", "etc_passwd", "cwd_secret"):
-        assert got[attempt] in ("ENOENT", "EACCES"), got
-    if os.geteuid() != 0:
-        # A normal user's gocryptfs has no capabilities left, so the payload may enter its
-        # root: what it finds there must be the daemon's minimal tree, not the host.
-        assert got["host_secret"] == "ENOENT"
-        top = str(cipherdir).split("/")[1]
-        allowed = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "dev", "proc", top}
-        assert isinstance(got["listing"], list) and set(got["listing"]) <= allowed, got
-    else:
-        # As root, gocryptfs keeps capabilities the payload lacks: no access at all.
-        assert got["listing"] == "EACCES"
+    assert got.pop("daemons") == 1
+    assert got.pop("tracer") == "0"
+    assert host_secret.read_bytes() == b"host secret\n"  # control: it is there on the host
+    assert got == {
+        "host_secret": "EACCES",
+        "conf": "EACCES",
+        "cwd": "EACCES",
+        "environ": "EACCES",
+        "mem": "EACCES",
+        "lock_fd": "EACCES",
+        "fuse_fd": "EACCES",
+        "root_listing": "EACCES",
+    }
+
+
+def test_payload_cannot_ptrace_attach_to_gocryptfs(
+    cipherdir: Path, tmp_path: Path, sandboxes: list[Sandbox]
+) -> None:
+    def attack() -> dict[str, object]:
+        daemons = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if f.read().split(b"\0")[0].endswith(b"gocryptfs"):
+                        daemons.append(int(entry))
+        ptrace = libc.ptrace
+        ptrace.restype = ctypes.c_long
+        results = {}
+        for request, name in ((16, "attach"), (0x4206, "seize")):  # linux/ptrace.h
+            r = ptrace(ctypes.c_long(request), ctypes.c_long(daemons[0]), None, None)
+            results[name] = "OK" if r == 0 else errno.errorcode.get(ctypes.get_errno(), "?")
+        return results
+
+    sb = start_sandbox(
+        vault.prepare(f"{cipherdir}:{MOUNTPOINT}"), PASSWORD, tmp_path / "root", attack
+    )
+    sandboxes.append(sb)
+    assert sb.wait() == 0
+    assert sb.messages[2] == {"payload": {"attach": "EPERM", "seize": "EPERM"}}, sb.messages
+
+
+def test_gocryptfs_root_holds_no_host_tree(
+    cipherdir: Path, tmp_path: Path, sandboxes: list[Sandbox]
+) -> None:
+    """Defence in depth behind non-dumpable: what gocryptfs itself can reach (seen from PID 1,
+    which has the capabilities to look) is /usr, /dev/null, a proc and CIPHERDIR only."""
+    (tmp_path / "host-only-secret.txt").write_bytes(b"host secret\n")
+
+    def look() -> dict[str, object]:
+        return {}
+
+    sb = start_sandbox(
+        vault.prepare(f"{cipherdir}:{MOUNTPOINT}"),
+        PASSWORD,
+        tmp_path / "root",
+        look,
+        Options(inspect_daemon_root=True),
+    )
+    sandboxes.append(sb)
+    assert sb.wait() == 0
+    seen = [m for m in sb.messages if "daemon_root" in m]
+    assert len(seen) == 1, sb.messages
+    top = str(cipherdir).split("/")[1]
+    allowed = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "dev", "proc", top}
+    listing = seen[0]["daemon_root"]
+    assert isinstance(listing, list) and set(listing) <= allowed and "usr" in listing, listing
+    assert seen[0]["secret"] == "ENOENT"
+    assert seen[0]["dev"] == ["null"]
 
 
 def test_host_process_of_same_uid_cannot_read_the_vault_through_proc_root(
@@ -704,7 +799,7 @@ def test_host_process_of_same_uid_cannot_read_the_vault_through_proc_root(
         PASSWORD,
         tmp_path / "root",
         _write_secret,
-        hold=True,
+        Options(hold=True),
     )
     sandboxes.append(sb)
     assert sb.next().get("mounted") is True, sb.messages
