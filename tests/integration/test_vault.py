@@ -746,7 +746,7 @@ def test_payload_cannot_ptrace_attach_to_gocryptfs(
                         daemons.append(int(entry))
         ptrace = libc.ptrace
         ptrace.restype = ctypes.c_long
-        results = {}
+        results: dict[str, object] = {}
         for request, name in ((16, "attach"), (0x4206, "seize")):  # linux/ptrace.h
             r = ptrace(ctypes.c_long(request), ctypes.c_long(daemons[0]), None, None)
             results[name] = "OK" if r == 0 else errno.errorcode.get(ctypes.get_errno(), "?")
