@@ -287,24 +287,28 @@ def _owned_private(path: str, strict: bool) -> bool:
     return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & bad_bits
 
 
-def _private_dir(path: str) -> str:
+def _private_dir(path: str, strict: bool) -> str:
+    """mkdir 0700 if missing; refuse a directory someone else owns or can write to (and, if
+    ``strict``, one anyone else can even read)."""
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
         pass
     except OSError as e:
         raise SandboxError(f"cannot create {path}: {e.strerror}") from None
-    if not _owned_private(path, strict=True):
+    if not _owned_private(path, strict=strict):
+        mode = "0700" if strict else "not writable by others"
         raise SandboxError(
             f"{path} is not a private directory of uid {os.geteuid()} (it must be a real "
-            "directory, owned by you, mode 0700); remove it and try again"
+            f"directory owned by you, {mode}); remove it and try again"
         )
     return path
 
 
 def lock_dir() -> str:
-    root = _private_dir(runtime_dir())
-    return _private_dir(os.path.join(root, "vaults"))
+    """$XDG_RUNTIME_DIR/ringfence/vaults (or /tmp/ringfence-UID/vaults), created 0700."""
+    root = _private_dir(runtime_dir(), strict=False)
+    return _private_dir(os.path.join(root, "vaults"), strict=True)
 
 
 def _lock(cipherdir: str, raw: str, session: str | None) -> tuple[int, str]:
