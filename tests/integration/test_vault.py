@@ -33,7 +33,7 @@ from ringfence.errors import RingfenceError, SandboxError, SessionError
 from ringfence.kernel import mount as mnt
 from ringfence.kernel import prctl, userns
 from ringfence.kernel._syscall import libc
-from ringfence.runtime import vault
+from ringfence.runtime import askpass, vault
 from ringfence.runtime.askpass import PasswordSource
 
 PASSWORD = b"correct horse battery staple"
@@ -879,3 +879,54 @@ def test_vault_init_refuses_a_non_empty_directory(tmp_path: Path, passfile: Path
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_terminal_password_is_not_echoed_and_echo_comes_back() -> None:
+    """On a real pseudo-terminal: the typed password never shows, the terminal is restored."""
+    import termios
+
+    master, slave = os.openpty()
+    result_r, result_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        out = b"child failed"
+        try:
+            os.close(master)
+            os.setsid()
+            tty_fd = os.open(os.ttyname(slave), os.O_RDWR)  # becomes the controlling terminal
+            got = askpass.read_password(PasswordSource(), "PW: ", confirm=True)
+            echo_back = bool(termios.tcgetattr(tty_fd)[3] & termios.ECHO)
+            out = json.dumps({"password": got.decode(), "echo_restored": echo_back}).encode()
+        except BaseException as e:  # noqa: BLE001
+            out = repr(e).encode()
+        finally:
+            os.write(result_w, out)
+            os._exit(0)
+    os.close(slave)
+    os.close(result_w)
+    seen = b""
+
+    def read_until(marker: bytes) -> None:
+        nonlocal seen
+        while marker not in seen:
+            ready, _, _ = select.select([master], [], [], GUARD_SECONDS)
+            assert ready, f"no {marker!r} on the terminal; saw {seen!r}"
+            seen += os.read(master, 1024)
+
+    read_until(b"PW: ")
+    os.write(master, b"hunter2 typed\n")
+    read_until(b"Repeat: ")
+    os.write(master, b"hunter2 typed\n")
+    ready, _, _ = select.select([result_r], [], [], GUARD_SECONDS)
+    assert ready
+    result = os.read(result_r, 4096)
+    os.waitpid(pid, 0)
+    try:
+        while select.select([master], [], [], 0)[0]:
+            seen += os.read(master, 1024)
+    except OSError:
+        pass  # EIO once the child side is closed
+    os.close(master)
+    os.close(result_r)
+    assert json.loads(result) == {"password": "hunter2 typed", "echo_restored": True}
+    assert b"hunter2" not in seen
