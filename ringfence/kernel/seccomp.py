@@ -433,6 +433,8 @@ class _FilterPlan(NamedTuple):
 
 class _Plan(NamedTuple):
     abis: tuple[str, ...]  # native first
+    # Load order. The SystemCallFilter one comes last: an allow-list may not allow seccomp()
+    # itself, and among equal actions the kernel reports the newest filter's (its errno).
     filters: tuple[_FilterPlan, ...]
     deny_unknown: bool
     host_abis: tuple[str, ...] = ()
@@ -578,11 +580,12 @@ def _plan(p: SeccompPolicy) -> _Plan:
         if "clone3" not in allowed and deny_action != _errno(_ENOSYS):
             # glibc falls back to clone() only on ENOSYS.
             rules.append(_Rule("clone3", _errno(_ENOSYS), why="SystemCallFilter"))
-        filters.append(_FilterPlan("SystemCallFilter", deny_action, tuple(rules)))
         if restrictions:
             # libseccomp drops a conditional deny on a call that already has an unconditional
-            # allow, so restrictions go into a second filter; the kernel applies the stricter.
+            # allow, so restrictions go into a filter of their own; the kernel applies the
+            # stricter answer of the two.
             filters.append(_FilterPlan("restrictions", _ACT_ALLOW, tuple(restrictions)))
+        filters.append(_FilterPlan("SystemCallFilter", deny_action, tuple(rules)))
     else:
         denied: dict[str, int] = {}
         if p.mode == "deny":
@@ -621,7 +624,7 @@ def describe(policy: SeccompPolicy) -> dict[str, object]:
     import errno
 
     plan = _plan(policy)
-    main = plan.filters[0] if plan.filters else None
+    main = plan.filters[-1] if plan.filters else None
     if policy.error_number is None:
         err = "kill"
     else:
@@ -983,16 +986,25 @@ def install(policy: SeccompPolicy) -> None:
     L = _libseccomp()
     sup = _Supplement()
     contexts = _build(L, plan, sup)
-    extra = _supplement_bpf(plan, sup)
-    _set_no_new_privs()
     try:
-        for ctx in contexts:
-            L.check(L.lib.seccomp_load(ctx), "seccomp_load")
+        extra = _supplement_bpf(plan, sup)
+        _set_no_new_privs()
+        for item in _load_order(contexts, extra):
+            if isinstance(item, bytes):
+                _load_program(item)
+            else:
+                L.check(L.lib.seccomp_load(item), "seccomp_load")
     finally:
         for ctx in contexts:
             L.lib.seccomp_release(ctx)
+
+
+def _load_order(contexts: list[int], extra: bytes | None) -> list[int | bytes]:
+    """Our own program goes before the last (SystemCallFilter) filter, which must come last."""
+    items: list[int | bytes] = list(contexts)
     if extra is not None:
-        _load_program(extra)
+        items.insert(max(len(items) - 1, 0), extra)
+    return items
 
 
 def export_bpf(policy: SeccompPolicy) -> bytes:
@@ -1009,10 +1021,13 @@ def export_bpf(policy: SeccompPolicy) -> bytes:
     contexts = _build(L, plan, sup)
     programs: list[bytes] = []
     try:
-        for ctx in contexts:
+        for item in _load_order(contexts, _supplement_bpf(plan, sup)):
+            if isinstance(item, bytes):
+                programs.append(item)
+                continue
             fd = os.memfd_create("ringfence-seccomp", os.MFD_CLOEXEC)
             try:
-                L.check(L.lib.seccomp_export_bpf(ctx, fd), "seccomp_export_bpf")
+                L.check(L.lib.seccomp_export_bpf(item, fd), "seccomp_export_bpf")
                 size = os.lseek(fd, 0, os.SEEK_END)
                 programs.append(os.pread(fd, size, 0))
             finally:
@@ -1020,9 +1035,6 @@ def export_bpf(policy: SeccompPolicy) -> bytes:
     finally:
         for ctx in contexts:
             L.lib.seccomp_release(ctx)
-    extra = _supplement_bpf(plan, sup)
-    if extra is not None:
-        programs.append(extra)
     return b"".join(struct.pack("<I", len(p) // 8) + p for p in programs)
 
 

@@ -547,3 +547,26 @@ def test_error_number_kill_kills_the_process() -> None:
     outcome = run(lambda _: (raw_syscall_number(110), 0), policy)
     assert outcome.signal == signal.SIGSYS, _strerror(outcome)
     assert run(lambda _: (raw_syscall_number(110), 0), None).signal is None
+
+
+def test_allow_list_with_every_restriction_still_runs_programs() -> None:
+    # The allow-list does not allow seccomp() itself: it must be the last filter loaded.
+    policy = seccomp.parse_keys(
+        {
+            "SystemCallFilter": "@system-service",
+            "RestrictNamespaces": True,
+            "RestrictAddressFamilies": "AF_UNIX AF_INET",
+            "LockPersonality": True,
+            "MemoryDenyWriteExecute": True,
+            "RestrictRealtime": True,
+            "RestrictSUIDSGID": True,
+            "BlockTerminalInjection": True,
+            "DenyUnknownSystemCalls": True,
+        }
+    )
+    for filt in (policy, seccomp.export_bpf(policy)):
+        status, out = run_program(["/bin/sh", "-c", "ls / >/dev/null && echo ok"], filt)
+        assert (status, out) == (0, b"ok\n")
+    assert refused(run(lambda _: raw("unshare", CLONE_NEWUSER), policy), errno.EPERM)
+    attack, _ = ATTACKS["mount"]
+    assert run(attack, policy).signal == signal.SIGSYS  # not allowed: systemd's default kill

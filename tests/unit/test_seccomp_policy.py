@@ -153,7 +153,7 @@ def test_errno_suffix_in_deny_list() -> None:
     p = parse_keys({"SystemCallFilter": "~uname:EILSEQ mount @swap:kill"})
     assert dict(p.syscall_errnos) == {"uname": errno.EILSEQ, "swapon": None, "swapoff": None}
     plan = seccomp._plan(p)
-    actions = {r.syscall: r.action for r in plan.filters[0].rules}
+    actions = {r.syscall: r.action for r in plan.filters[-1].rules}
     assert actions["uname"] == 0x50000 | errno.EILSEQ
     assert actions["swapon"] == seccomp._ACT_KILL_PROCESS
     assert actions["mount"] == seccomp._ACT_KILL_PROCESS  # no SystemCallErrorNumber: kill
@@ -296,11 +296,19 @@ def test_realtime_rules() -> None:
 # --- plans: filters, ABIs ----------------------------------------------------------------------
 
 
-def test_allow_list_puts_restrictions_in_a_second_filter() -> None:
+def test_allow_list_puts_restrictions_in_a_filter_loaded_before_it() -> None:
     p = parse_keys({"SystemCallFilter": "@system-service", "LockPersonality": True})
     plan = seccomp._plan(p)
-    assert [f.default for f in plan.filters] == [seccomp._ACT_KILL_PROCESS, seccomp._ACT_ALLOW]
-    assert all(r.action == seccomp._ACT_ALLOW for r in plan.filters[0].rules)
+    assert [f.default for f in plan.filters] == [seccomp._ACT_ALLOW, seccomp._ACT_KILL_PROCESS]
+    assert all(
+        r.action == seccomp._ACT_ALLOW for r in plan.filters[-1].rules if r.syscall != "clone3"
+    )
+
+
+def test_own_program_is_loaded_before_the_system_call_filter() -> None:
+    assert seccomp._load_order([1, 2], b"x") == [1, b"x", 2]
+    assert seccomp._load_order([], b"x") == [b"x"]
+    assert seccomp._load_order([1], None) == [1]
 
 
 def test_allow_list_answers_enosys_for_clone3_it_does_not_allow() -> None:
@@ -313,7 +321,7 @@ def test_allow_list_answers_enosys_for_clone3_it_does_not_allow() -> None:
 
 def test_deny_list_drops_restrictions_covered_by_an_unconditional_deny() -> None:
     plan = seccomp._plan(parse_keys({"SystemCallFilter": "~personality", "LockPersonality": True}))
-    assert [r.conds for r in plan.filters[0].rules if r.syscall == "personality"] == [()]
+    assert [r.conds for r in plan.filters[-1].rules if r.syscall == "personality"] == [()]
 
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86-64 ABIs")
