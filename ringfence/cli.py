@@ -36,7 +36,7 @@ class _Parser:
         sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
         import importlib
 
-        for name, module in COMMANDS.items():
+        for module in COMMANDS.values():
             try:
                 importlib.import_module(module).register(sub)
             except ModuleNotFoundError:

@@ -19,7 +19,7 @@ import signal
 from dataclasses import dataclass, field
 
 from ..errors import RingfenceError, SandboxError
-from ..kernel import prctl, userns
+from ..kernel import fds, prctl, userns
 from ..plan import Plan
 from . import protocol
 
@@ -197,6 +197,9 @@ def _child_main(plan: Plan, flags: int, parent: int, stdio: tuple[int, int, int]
                 status_w: int, go_r: int, tty: bool, passwords: tuple[bytes, ...]) -> None:
     """C: runs in a fork of the launcher; never returns."""
     try:
+        # Drop every fd of the launcher's (pipe ends of the API, sockets, ...) but ours.
+        keep = {status_w, go_r, *stdio, *plan.pass_fds, *_vault_fds(plan)}
+        fds.close_all_except({fd for fd in keep if fd >= 0})
         for sig in FORWARDED:
             signal.signal(sig, signal.SIG_IGN)  # L forwards them to I; C must not die of them
         if plan.identity.drop_to is not None:
@@ -225,14 +228,7 @@ def _child_main(plan: Plan, flags: int, parent: int, stdio: tuple[int, int, int]
         init_main(plan, stdio, status_w, go_r, tty, passwords)
         os._exit(2)
     protocol.send(status_w, "pid", str(pid))
-    os.close(status_w)
-    os.close(go_r)
-    for fd in set(stdio):
-        if fd > 2:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    fds.close_all_except(set(), start=0)  # C holds nothing while it waits
     while True:
         try:
             _, status = os.waitpid(pid, 0)
@@ -243,6 +239,10 @@ def _child_main(plan: Plan, flags: int, parent: int, stdio: tuple[int, int, int]
             os._exit(2)
     code = os.waitstatus_to_exitcode(status)
     os._exit(128 - code if code < 0 else code)
+
+
+def _vault_fds(plan: Plan) -> list[int]:
+    return [fd for v in plan.vaults if isinstance(fd := getattr(v, "lock_fd", None), int)]
 
 
 def check_runnable() -> None:
