@@ -12,8 +12,11 @@ ctypes at import time (this module is on the start-up path), or keep a rule that
 dropped silently: a deny rule for a call libseccomp cannot name is enforced by a small BPF
 program of our own, so the filter fails closed.
 
-Call order in the payload process: drop capabilities, set no_new_privs, then :func:`install`
-(or :func:`load_bpf` with bytes from :func:`export_bpf`, computed before fork), then execve.
+Use: in the launcher, before fork (and before pivot_root hides libseccomp), :func:`prepare`
+compiles the policy; in the payload, after capabilities are dropped and no_new_privs is set,
+:func:`install` loads it, immediately before execve. install() without prepare() compiles with
+libseccomp itself (slower, and only where libseccomp.so.2 is visible). :func:`export_bpf` and
+:func:`load_bpf` expose the compiled form for callers that cache it.
 """
 
 from __future__ import annotations
@@ -162,7 +165,8 @@ class SeccompPolicy:
 
     mode: Mode = "off"
     syscalls: tuple[str, ...] = ()
-    syscall_errnos: tuple[tuple[str, int | None], ...] = ()  # deny-list "name:ERRNO" overrides
+    # deny-list "name:ERRNO" overrides (None: "name:kill")
+    syscall_errnos: tuple[tuple[str, int | None], ...] = ()
     filter_spec: tuple[str, ...] = ()
     error_number: int | None = None
     architectures: tuple[str, ...] | None = None
