@@ -33,7 +33,7 @@ class _Parser:
         parser = Parser(prog="ringfence",
                         description="Confine programs on Linux without root.")
         parser.add_argument("--version", action="version", version="ringfence 0.1.0")
-        sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+        sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=Parser)
         import importlib
 
         for module in COMMANDS.values():
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = _Parser.build()
         args = parser.parse_args(argv)  # type: ignore[attr-defined]
-        if not getattr(args, "command", None):
+        if not getattr(args, "subcommand", None):
             parser.print_help()  # type: ignore[attr-defined]
             return 2
         import importlib

@@ -26,3 +26,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def unprivileged() -> None:
     if os.geteuid() == 0:
         pytest.skip("this test must run as an unprivileged user (CI runs it as rftest)")
+
+
+@pytest.fixture
+def world_tmp():  # type: ignore[no-untyped-def]
+    """A temp dir the sandbox's user can reach (as root, the payload runs as nobody)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="rf-test-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
