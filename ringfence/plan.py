@@ -144,6 +144,7 @@ class Plan:
     landlock: Any = None
     usernet: Any = None
     vaults: tuple[Any, ...] = ()
+    landlock_ready: Any = None  # landlock.Resolved, computed by the launcher before fork
     layers: list[LayerReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -465,12 +466,53 @@ def compile_plan(profile: Profile, request: RunRequest, ctx: HostContext | None 
         limits=tuple(p.limits),
         keyring_private=p.keyring_mode == "private",
         seccomp=p.seccomp,
-        landlock=p.landlock,
+        landlock=_landlock_with_paths(p.landlock, ops, request.vaults),
         usernet=p.usernet,
         vaults=tuple(request.vaults),
     )
     _report(plan)
     return plan
+
+
+def _landlock_with_paths(policy: Any, ops: list[MountOp], vaults: tuple[Any, ...]) -> Any:
+    """Derive Landlock's filesystem rules from the mount plan: the same tree, a second wall.
+
+    Read-only mounts may be read and executed; writable ones read, written and executed (W^X
+    is seccomp's job, not the filesystem's); /dev also gets device ioctls (terminals). Paths the
+    plan hides (Inaccessible) and the root itself get no rule at all.
+    """
+    if policy is None:
+        return None
+    import dataclasses
+
+    from .kernel.landlock import PathRule
+
+    # Listing directories reveals only names the mount plan already chose to show; without it
+    # `ls /` would fail, since the root itself gets no other rule.
+    rules: dict[str, Any] = {"/": PathRule("/", frozenset({"read_dir"}), required=False)}
+    for op in ops:
+        access: Any
+        if isinstance(op, Bind):
+            access = "rx" if op.readonly else "rwx"
+        elif isinstance(op, Tmpfs):
+            access = "rx" if op.readonly else "rwx"
+            if op.mode == 0:
+                continue
+        elif isinstance(op, File):
+            access = "ro"
+        elif isinstance(op, (Proc, Sysfs)):
+            access = "rw"
+        elif isinstance(op, Dev):
+            access = frozenset({"read_file", "write_file", "read_dir", "ioctl_dev"})
+            rules[op.dest + "/shm"] = PathRule(op.dest + "/shm", "rwx", required=False)
+        else:
+            continue
+        rules[op.dest] = PathRule(op.dest, access, required=False)
+    for v in vaults:
+        mp = getattr(v, "mountpoint", None)
+        if isinstance(mp, str):
+            rules[mp] = PathRule(mp, "rwx", required=False)
+    return dataclasses.replace(policy, paths=(*policy.paths, *rules.values()))
 
 
 def _identity(p: Profile, ctx: HostContext) -> Identity:
@@ -565,6 +607,21 @@ def _report(plan: Plan) -> None:
     L.append(LayerReport("terminal", True, "new session; pty when interactive"))
     L.append(LayerReport("KeyringMode", plan.keyring_private, p.keyring_mode,
                          why="" if plan.keyring_private else "inherits the caller's keyrings"))
+    if plan.seccomp is not None:
+        from .kernel.seccomp import describe as sc_describe
+
+        d = sc_describe(plan.seccomp)
+        L.append(LayerReport("seccomp", True, f"{d.get('mode')} filter, "
+                             f"{d.get('syscalls')} syscalls denied, {d.get('rules')} rules, ABIs "
+                             f"{d.get('architectures')} (blocked: {d.get('blocked_architectures')})"))
+    else:
+        L.append(LayerReport("seccomp", False, why="no SystemCallFilter keys in this profile"))
+    if plan.landlock is not None:
+        L.append(LayerReport("landlock", None, f"{len(plan.landlock.paths)} path rules "
+                             "derived from the mounts; ABI decided at run time",
+                             why="" if plan.landlock.required else "best-effort"))
+    else:
+        L.append(LayerReport("landlock", False, why="Landlock=off"))
     if plan.limits:
         L.append(LayerReport("rlimits", True,
                              ", ".join(f"{lim.key}={lim.describe()}" for lim in plan.limits)))

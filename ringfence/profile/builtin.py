@@ -5,7 +5,12 @@ Kept as Python data so that the default run never imports a TOML parser.
 
 from __future__ import annotations
 
+from ..kernel.seccomp import STRICT_KEYS as _SECCOMP_STRICT
+
 _COMMON_LOCKDOWN: dict[str, object] = {
+    **_SECCOMP_STRICT,
+    "Landlock": "best-effort",
+    "LandlockScopes": ["abstract-unix", "signal"],
     "NoNewPrivileges": True,
     "CapabilityBoundingSet": [],
     "AmbientCapabilities": [],

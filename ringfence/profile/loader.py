@@ -17,7 +17,7 @@ from .model import KEYS, Profile
 SECCOMP_KEYS = (
     "SystemCallFilter", "SystemCallErrorNumber", "SystemCallArchitectures", "RestrictNamespaces",
     "RestrictAddressFamilies", "LockPersonality", "MemoryDenyWriteExecute", "RestrictRealtime",
-    "RestrictSUIDSGID", "BlockTerminalInjection",
+    "RestrictSUIDSGID", "BlockTerminalInjection", "DenyUnknownSystemCalls",
 )
 LANDLOCK_KEYS = ("Landlock", "AllowBind", "AllowConnect", "LandlockScopes")
 NET_KEYS = ("UserNetStack", "AllowHostPorts", "PublishPorts", "IPAddressAllow", "IPAddressDeny")
@@ -171,6 +171,6 @@ def _layer(layer: str, raw: dict[str, object], keys: tuple[str, ...]) -> object:
 
             raise UnsupportedError(f"{layer} keys {sorted(subset)} are not supported yet") from None
         return None
-    if not subset and layer == "usernet":
+    if not subset:
         return None
     return mod.parse_keys(subset)

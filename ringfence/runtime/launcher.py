@@ -162,8 +162,10 @@ def preload(plan: Plan) -> None:
 
     from . import init, payload  # noqa: F401
 
-    if plan.landlock is not None:
-        from ..kernel import landlock  # noqa: F401
+    if plan.landlock is not None and plan.landlock_ready is None:
+        from ..kernel import landlock
+
+        plan.landlock_ready = landlock.prepare(plan.landlock)
     if plan.seccomp is not None:
         from ..kernel import seccomp
 

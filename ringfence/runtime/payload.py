@@ -82,20 +82,12 @@ def _lock_down(plan: Plan, stdio: tuple[int, int, int], status_fd: int, tty: boo
     if plan.landlock is not None:
         from ..kernel import landlock
 
-        result = landlock.apply(plan.landlock)
-        protocol.send_report(status_fd, "landlock", landlock_report(result))
+        result = landlock.apply(plan.landlock_ready or plan.landlock)
+        protocol.send_report(status_fd, "landlock", result.as_dict())
     if plan.seccomp is not None:
         from ..kernel import seccomp
 
         seccomp.install(plan.seccomp)
-
-
-def landlock_report(result: object) -> dict[str, object]:
-    import dataclasses
-
-    if dataclasses.is_dataclass(result) and not isinstance(result, type):
-        return dataclasses.asdict(result)
-    return {"result": str(result)}
 
 
 def _exec(plan: Plan, status_fd: int) -> None:
