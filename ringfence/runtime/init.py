@@ -24,24 +24,24 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signa
              signal.SIGUSR2, signal.SIGWINCH)
 
 
-def init_main(plan: Plan, stdio: tuple[int, int, int], status_fd: int, go_fd: int,
+def init_main(plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int,
               tty: bool, passwords: tuple[bytes, ...] = ()) -> None:
     try:
-        _setup(plan, stdio, status_fd, go_fd, passwords)
+        _setup(plan, fdmap, status_fd, go_fd, passwords)
     except RingfenceError as e:
         protocol.send_error(status_fd, e.exit_code, str(e))
         os._exit(e.exit_code)
     except BaseException as e:
         protocol.send_error(status_fd, 2, f"sandbox setup failed: {e!r}")
         os._exit(2)
-    _supervise(plan, stdio, status_fd, go_fd, tty)
+    _supervise(plan, fdmap, status_fd, go_fd, tty)
 
 
-def _setup(plan: Plan, stdio: tuple[int, int, int], status_fd: int, go_fd: int,
+def _setup(plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int,
            passwords: tuple[bytes, ...]) -> None:
     prctl.set_pdeathsig(signal.SIGKILL)
     os.setsid()
-    keep = {status_fd, go_fd, *stdio, *plan.pass_fds}
+    keep = {status_fd, go_fd, *fdmap.values(), *plan.pass_fds}
     for v in plan.vaults:
         lock = getattr(v, "lock_fd", None)
         if isinstance(lock, int) and lock >= 0:
@@ -72,7 +72,7 @@ def _setup(plan: Plan, stdio: tuple[int, int, int], status_fd: int, go_fd: int,
     builder.enter()
 
 
-def _supervise(plan: Plan, stdio: tuple[int, int, int], status_fd: int, go_fd: int,
+def _supervise(plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int,
                tty: bool) -> None:
     # Wait until the launcher has finished its side (network helper, cgroup): "g" means go.
     try:
@@ -86,10 +86,10 @@ def _supervise(plan: Plan, stdio: tuple[int, int, int], status_fd: int, go_fd: i
     if pid == 0:
         from .payload import exec_payload
 
-        exec_payload(plan, stdio, status_fd, tty)
+        exec_payload(plan, fdmap, status_fd, tty)
         os._exit(2)  # not reached
     os.close(status_fd)
-    for fd in set(stdio):
+    for fd in set(fdmap.values()):
         if fd >= 0:
             try:
                 os.close(fd)

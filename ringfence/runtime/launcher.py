@@ -32,6 +32,7 @@ class Launch:
     plan: Plan
     stdio: tuple[int, int, int] = (0, 1, 2)
     tty: bool = False  # stdio includes a pty slave that must become the controlling terminal
+    fd_map: dict[int, int] = field(default_factory=dict)  # extra payload fds: target -> source
     passwords: tuple[bytes, ...] = ()
     child_pid: int = -1
     init_pid: int = -1
@@ -52,8 +53,8 @@ class Launch:
         if pid == 0:  # C
             os.close(status_r)
             os.close(go_w)
-            _child_main(plan, flags, parent, self.stdio, status_w, go_r, self.tty,
-                        self.passwords)
+            fdmap = {0: self.stdio[0], 1: self.stdio[1], 2: self.stdio[2], **self.fd_map}
+            _child_main(plan, flags, parent, fdmap, status_w, go_r, self.tty, self.passwords)
             os._exit(2)
         self.child_pid = pid
         os.close(status_w)
@@ -195,12 +196,12 @@ def _read_all(fd: int) -> bytes:
         buf += chunk
 
 
-def _child_main(plan: Plan, flags: int, parent: int, stdio: tuple[int, int, int],
+def _child_main(plan: Plan, flags: int, parent: int, fdmap: dict[int, int],
                 status_w: int, go_r: int, tty: bool, passwords: tuple[bytes, ...]) -> None:
     """C: runs in a fork of the launcher; never returns."""
     try:
         # Drop every fd of the launcher's (pipe ends of the API, sockets, ...) but ours.
-        keep = {status_w, go_r, *stdio, *plan.pass_fds, *_vault_fds(plan)}
+        keep = {status_w, go_r, *fdmap.values(), *plan.pass_fds, *_vault_fds(plan)}
         fds.close_all_except({fd for fd in keep if fd >= 0})
         for sig in FORWARDED:
             signal.signal(sig, signal.SIG_IGN)  # L forwards them to I; C must not die of them
@@ -227,7 +228,7 @@ def _child_main(plan: Plan, flags: int, parent: int, stdio: tuple[int, int, int]
     if pid == 0:  # I
         from .init import init_main
 
-        init_main(plan, stdio, status_w, go_r, tty, passwords)
+        init_main(plan, fdmap, status_w, go_r, tty, passwords)
         os._exit(2)
     protocol.send(status_w, "pid", str(pid))
     fds.close_all_except(set(), start=0)  # C holds nothing while it waits

@@ -19,12 +19,13 @@ from . import protocol
 TIOCSCTTY = 0x540E  # asm-generic/ioctls.h
 
 
-def arrange_stdio(stdio: tuple[int, int, int], keep: set[int]) -> None:
-    """dup2 the payload's stdio to 0, 1, 2 without clobbering a source on the way."""
-    base = max([*stdio, *keep, 2]) + 1
-    high = [os.dup2(fd, base + i, inheritable=False) if fd >= 0 else -1
-            for i, fd in enumerate(stdio)]
-    for target, fd in enumerate(high):
+def arrange_fds(fdmap: dict[int, int], keep: set[int]) -> None:
+    """dup2 each source fd to its target number (0, 1, 2 and any extra) without clobbering a
+    source on the way; a source of -1 means the target is closed."""
+    base = max([*fdmap, *fdmap.values(), *keep, 2]) + 1
+    high = {t: (os.dup2(src, base + i, inheritable=False) if src >= 0 else -1)
+            for i, (t, src) in enumerate(sorted(fdmap.items()))}
+    for target, fd in high.items():
         if fd >= 0:
             os.dup2(fd, target, inheritable=True)
         else:
@@ -32,14 +33,14 @@ def arrange_stdio(stdio: tuple[int, int, int], keep: set[int]) -> None:
                 os.close(target)
             except OSError:
                 pass
-    for fd in high:
+    for fd in high.values():
         if fd >= 0:
             os.close(fd)
 
 
-def exec_payload(plan: Plan, stdio: tuple[int, int, int], status_fd: int, tty: bool) -> None:
+def exec_payload(plan: Plan, fdmap: dict[int, int], status_fd: int, tty: bool) -> None:
     try:
-        _lock_down(plan, stdio, status_fd, tty)
+        _lock_down(plan, fdmap, status_fd, tty)
         _exec(plan, status_fd)
     except RingfenceError as e:
         protocol.send_error(status_fd, e.exit_code, str(e))
@@ -49,16 +50,20 @@ def exec_payload(plan: Plan, stdio: tuple[int, int, int], status_fd: int, tty: b
         os._exit(2)
 
 
-def _lock_down(plan: Plan, stdio: tuple[int, int, int], status_fd: int, tty: bool) -> None:
+def _lock_down(plan: Plan, fdmap: dict[int, int], status_fd: int, tty: bool) -> None:
     os.setsid()
+    if status_fd in fdmap:  # a target number wanted by the spec: move our pipe out of the way
+        status_fd = os.dup2(status_fd, max([*fdmap, *fdmap.values(), *plan.pass_fds]) + 1,
+                            inheritable=False)
     keep = set(plan.pass_fds) | {status_fd}
-    arrange_stdio(stdio, keep)
+    arrange_fds(fdmap, keep)
+    keep |= set(fdmap)
     if tty:
         import fcntl
 
         fcntl.ioctl(0, TIOCSCTTY, 0)
     fds.close_all_except(keep)
-    for fd in plan.pass_fds:
+    for fd in (*plan.pass_fds, *fdmap):
         os.set_inheritable(fd, True)
     try:
         os.chdir(plan.cwd)

@@ -772,7 +772,7 @@ def start(pid: int, config: UserNetConfig | None = None) -> UserNet:
     net = UserNet(pid, config, stack, path, netns_plan(config, stack))
     try:
         _launch(net)
-        _configure(net)
+        configure_namespace(pid, net.plan)
         if stack == "slirp4netns" and config.publish:
             _publish_slirp(net)
         _start_watcher(net)
@@ -792,6 +792,9 @@ def _launch(net: UserNet) -> None:
     api_dir = None
     user = _namespace_owner(net.sandbox_pid)
     try:
+        if user is not None:
+            # pasta reopens it through /dev/fd, which checks the pipe's owner and mode (0600).
+            os.fchown(ready_w, user[0], user[1])
         net._log_fd = os.memfd_create("ringfence-usernet-log", os.MFD_CLOEXEC)
         if net.stack == "slirp4netns":
             exit_r, net._exit_w = os.pipe2(os.O_CLOEXEC)
@@ -875,6 +878,9 @@ def _spawn(
                 os.setgroups([])
                 os.setresgid(user[1], user[1], user[1])
                 os.setresuid(user[0], user[0], user[0])
+                # The uid change made us non-dumpable, which makes /proc/self root's and breaks
+                # pasta's "--pid /dev/fd/N"; be what a child of that user would be.
+                prctl.set_dumpable(True)
             # After any uid change: changing credentials clears the death signal.
             prctl.set_pdeathsig(SIGKILL)
             if os.getppid() != parent:
@@ -984,15 +990,21 @@ def _wait_ready(net: UserNet, ready_r: int) -> None:
             )
 
 
-def _configure(net: UserNet) -> None:
-    """Set up tap0, addresses, routes and rules from a child that enters the namespaces."""
+def configure_namespace(sandbox_pid: int, plan: NetnsPlan) -> None:
+    """Set up tap0 (which must exist), addresses, routes and rules in ``sandbox_pid``'s
+    network namespace, from a short-lived child that setns()es into its user and network
+    namespaces (the caller owns the user namespace, so the child has the capabilities there).
+
+    :func:`start` calls it once the stack has created tap0; tests call it on a tap device of
+    their own to see what leaves the namespace.
+    """
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         code = 1
         try:
             os.close(err_r)
-            _configure_in_child(net.sandbox_pid, net.plan)
+            _configure_in_child(sandbox_pid, plan)
             code = 0
         except BaseException as exc:  # noqa: BLE001 - must never return into the caller
             try:
