@@ -10,8 +10,7 @@ Public API (imported lazily so that ``import ringfence`` costs nothing on the CL
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
@@ -19,7 +18,7 @@ __version__ = "0.1.0"
 __all__ = ["run", "Sandbox", "CompletedProcess", "RingfenceError", "__version__"]
 
 
-def __getattr__(name: str) -> "Any":
+def __getattr__(name: str) -> Any:
     if name in ("run", "Sandbox", "CompletedProcess", "SandboxTimeout"):
         from . import api
 

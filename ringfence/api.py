@@ -15,12 +15,15 @@ import os
 import selectors
 import subprocess
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from .errors import ProfileError
 from .plan import HostContext, Plan, RunRequest, compile_plan
 from .profile.loader import load_profile
 from .profile.model import Profile
+
+TYPE_CHECKING = False  # typing is slow to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 CompletedProcess = subprocess.CompletedProcess
 SandboxTimeout = subprocess.TimeoutExpired
@@ -59,8 +62,9 @@ def _options_to_keys(options: Mapping[str, Any]) -> dict[str, object]:
 class Sandbox:
     """A reusable sandbox definition. Each ``run`` starts a fresh sandbox from it."""
 
-    def __init__(self, profile: str | Profile = "strict", *, pass_fds: Sequence[int] = (),
-                 **options: Any) -> None:
+    def __init__(
+        self, profile: str | Profile = "strict", *, pass_fds: Sequence[int] = (), **options: Any
+    ) -> None:
         if isinstance(profile, Profile):
             if options:
                 raise ProfileError("give options or a Profile object, not both")
@@ -73,10 +77,19 @@ class Sandbox:
     def plan(self, cmd: Sequence[str]) -> Plan:
         return compile_plan(self.profile, RunRequest(tuple(cmd), self.pass_fds), self._ctx)
 
-    def run(self, cmd: Sequence[str] | str, *, input: bytes | str | None = None,
-            capture_output: bool = False, stdin: int | None = None, stdout: int | None = None,
-            stderr: int | None = None, timeout: float | None = None, check: bool = False,
-            text: bool = False) -> subprocess.CompletedProcess[Any]:
+    def run(
+        self,
+        cmd: Sequence[str] | str,
+        *,
+        input: bytes | str | None = None,
+        capture_output: bool = False,
+        stdin: int | None = None,
+        stdout: int | None = None,
+        stderr: int | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        text: bool = False,
+    ) -> subprocess.CompletedProcess[Any]:
         from .runtime.launcher import Launch
 
         argv = [cmd] if isinstance(cmd, str) else list(cmd)
@@ -145,8 +158,9 @@ class Sandbox:
         return result
 
 
-def _communicate(pipes: dict[str, int], input: bytes | str | None, timeout: float | None,
-                 launch: Any) -> tuple[bytes | None, bytes | None]:
+def _communicate(
+    pipes: dict[str, int], input: bytes | str | None, timeout: float | None, launch: Any
+) -> tuple[bytes | None, bytes | None]:
     import time
 
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -172,7 +186,7 @@ def _communicate(pipes: dict[str, int], input: bytes | str | None, timeout: floa
                 if name == "stdin":
                     assert data is not None
                     try:
-                        offset += os.write(key.fd, data[offset:offset + 65536])
+                        offset += os.write(key.fd, data[offset : offset + 65536])
                     except BrokenPipeError:
                         offset = len(data)
                     if offset >= len(data):
@@ -195,12 +209,30 @@ def _communicate(pipes: dict[str, int], input: bytes | str | None, timeout: floa
     return out, err
 
 
-def run(cmd: Sequence[str] | str, profile: str | Profile = "strict", *,
-        input: bytes | str | None = None, capture_output: bool = False,
-        stdin: int | None = None, stdout: int | None = None, stderr: int | None = None,
-        timeout: float | None = None, check: bool = False, text: bool = False,
-        pass_fds: Sequence[int] = (), **options: Any) -> subprocess.CompletedProcess[Any]:
+def run(
+    cmd: Sequence[str] | str,
+    profile: str | Profile = "strict",
+    *,
+    input: bytes | str | None = None,
+    capture_output: bool = False,
+    stdin: int | None = None,
+    stdout: int | None = None,
+    stderr: int | None = None,
+    timeout: float | None = None,
+    check: bool = False,
+    text: bool = False,
+    pass_fds: Sequence[int] = (),
+    **options: Any,
+) -> subprocess.CompletedProcess[Any]:
     """Run ``cmd`` in a fresh sandbox; the signature follows :func:`subprocess.run`."""
     return Sandbox(profile, pass_fds=pass_fds, **options).run(
-        cmd, input=input, capture_output=capture_output, stdin=stdin, stdout=stdout,
-        stderr=stderr, timeout=timeout, check=check, text=text)
+        cmd,
+        input=input,
+        capture_output=capture_output,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        timeout=timeout,
+        check=check,
+        text=text,
+    )

@@ -9,11 +9,15 @@ effects beyond reading host metadata (stat, readlink, environment).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any
 
+from ._record import field
+from ._record import record as dataclass
 from .errors import ProfileError
 from .profile.model import Profile
+
+TYPE_CHECKING = False  # typing is slow to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 # ---------------------------------------------------------------------------------------------
 # Mount operations (executed in order inside the new mount namespace; see runtime/mounts.py)
@@ -121,8 +125,7 @@ class LayerReport:
     why: str = ""
 
     def as_dict(self) -> dict[str, object]:
-        return {"layer": self.name, "applied": self.applied, "detail": self.detail,
-                "why": self.why}
+        return {"layer": self.name, "applied": self.applied, "detail": self.detail, "why": self.why}
 
 
 @dataclass
@@ -340,17 +343,29 @@ class _Builder:
         elif p.root != "empty" and os.path.isdir("/tmp"):
             self.add(Bind("/tmp", "/tmp", readonly=False, why="PrivateTmp=no"))
         if p.mount_api_vfs:
-            self.add(Proc("/proc", hidepid=p.protect_proc,
-                          subset="pid" if p.proc_subset == "pid" else None,
-                          protect_tunables=p.protect_kernel_tunables, why="MountAPIVFS"))
+            self.add(
+                Proc(
+                    "/proc",
+                    hidepid=p.protect_proc,
+                    subset="pid" if p.proc_subset == "pid" else None,
+                    protect_tunables=p.protect_kernel_tunables,
+                    why="MountAPIVFS",
+                )
+            )
             if p.private_devices:
                 self.add(Dev("/dev", why="PrivateDevices"))
             else:
                 self.add(Bind("/dev", "/dev", readonly=False, device=True, why="PrivateDevices=no"))
                 self.add(Tmpfs("/dev/shm", mode=0o1777, why="PrivateIPC: no host POSIX shm"))
         for dest in p.proc_mounts:
-            self.add(Proc(_norm_dest("--proc", dest, self.home), hidepid=p.protect_proc,
-                          protect_tunables=p.protect_kernel_tunables, why="--proc"))
+            self.add(
+                Proc(
+                    _norm_dest("--proc", dest, self.home),
+                    hidepid=p.protect_proc,
+                    protect_tunables=p.protect_kernel_tunables,
+                    why="--proc",
+                )
+            )
         for dest in p.dev_mounts:
             self.add(Dev(_norm_dest("--dev", dest, self.home), why="--dev"))
         if p.mount_sysfs:
@@ -363,8 +378,14 @@ class _Builder:
         if p.private_machine_id and p.root != "empty":
             for mid in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
                 if os.path.exists(mid) and (mid.startswith("/etc") or p.root == "host"):
-                    self.add(File(mid, (os.urandom(16).hex() + "\n").encode(), 0o444,
-                                  why="PrivateMachineID"))
+                    self.add(
+                        File(
+                            mid,
+                            (os.urandom(16).hex() + "\n").encode(),
+                            0o444,
+                            why="PrivateMachineID",
+                        )
+                    )
 
     # -- explicit paths -------------------------------------------------------------------
     def explicit(self) -> None:
@@ -379,10 +400,18 @@ class _Builder:
                         mode = int(o[5:], 8)
                     except ValueError:
                         raise ProfileError(f"TemporaryFileSystems={entry!r}: bad mode") from None
-            self.add(Tmpfs(_norm_dest("TemporaryFileSystems", path, self.home), mode=mode,
-                           readonly=ro, why="TemporaryFileSystems"))
-        for key, entries, ro in (("BindReadOnlyPaths", p.bind_read_only_paths, True),
-                                 ("BindPaths", p.bind_paths, False)):
+            self.add(
+                Tmpfs(
+                    _norm_dest("TemporaryFileSystems", path, self.home),
+                    mode=mode,
+                    readonly=ro,
+                    why="TemporaryFileSystems",
+                )
+            )
+        for key, entries, ro in (
+            ("BindReadOnlyPaths", p.bind_read_only_paths, True),
+            ("BindPaths", p.bind_paths, False),
+        ):
             for entry in entries:
                 parsed = _split_bind(key, entry, self.home)
                 if parsed:
@@ -395,14 +424,27 @@ class _Builder:
             if not os.path.exists(host):
                 if optional:
                     continue
-                raise ProfileError(f"ReadWritePaths: {path} does not exist (prefix with '-' to "
-                                   "make it optional)")
-            self.add(Bind(host, _norm_dest("ReadWritePaths", path, self.home), readonly=False,
-                          why="ReadWritePaths"))
+                raise ProfileError(
+                    f"ReadWritePaths: {path} does not exist (prefix with '-' to make it optional)"
+                )
+            self.add(
+                Bind(
+                    host,
+                    _norm_dest("ReadWritePaths", path, self.home),
+                    readonly=False,
+                    why="ReadWritePaths",
+                )
+            )
         for entry in p.read_only_paths:
             optional = entry.startswith("-")
-            self.add(Remount(_norm_dest("ReadOnlyPaths", entry.lstrip("-"), self.home),
-                             readonly=True, optional=optional, why="ReadOnlyPaths"))
+            self.add(
+                Remount(
+                    _norm_dest("ReadOnlyPaths", entry.lstrip("-"), self.home),
+                    readonly=True,
+                    optional=optional,
+                    why="ReadOnlyPaths",
+                )
+            )
         for entry in p.inaccessible_paths:
             optional = entry.startswith("-")
             path = _norm_dest("InaccessiblePaths", entry.lstrip("-"), self.home)
@@ -483,8 +525,7 @@ def _landlock_with_paths(policy: Any, ops: list[MountOp], vaults: tuple[Any, ...
     """
     if policy is None:
         return None
-    import dataclasses
-
+    from ._record import replace
     from .kernel.landlock import PathRule
 
     # Listing directories reveals only names the mount plan already chose to show; without it
@@ -512,20 +553,23 @@ def _landlock_with_paths(policy: Any, ops: list[MountOp], vaults: tuple[Any, ...
         mp = getattr(v, "mountpoint", None)
         if isinstance(mp, str):
             rules[mp] = PathRule(mp, "rwx", required=False)
-    return dataclasses.replace(policy, paths=(*policy.paths, *rules.values()))
+    return replace(policy, paths=(*policy.paths, *rules.values()))
 
 
 def _identity(p: Profile, ctx: HostContext) -> Identity:
     if ctx.uid != 0:
         if p.user is not None or p.group is not None:
-            raise ProfileError("User=/Group= (--uid/--gid) need root: an unprivileged caller "
-                               "always runs the payload as itself")
+            raise ProfileError(
+                "User=/Group= (--uid/--gid) need root: an unprivileged caller "
+                "always runs the payload as itself"
+            )
         return Identity(ctx.uid, ctx.gid)
     uid = _lookup_uid(p.user) if p.user is not None else 65534
     gid = _lookup_gid(p.group) if p.group is not None else (_primary_gid(uid) if p.user else 65534)
     if uid == 0:
-        raise ProfileError("User=root: ringfence never runs the payload as host root; choose "
-                           "an unprivileged user")
+        raise ProfileError(
+            "User=root: ringfence never runs the payload as host root; choose an unprivileged user"
+        )
     return Identity(uid, gid, drop_to=(uid, gid))
 
 
@@ -589,10 +633,21 @@ def _report(plan: Plan) -> None:
     L.append(LayerReport("ProtectSystem", p.root != "empty", p.protect_system))
     L.append(LayerReport("ProtectHome", p.root != "empty", p.protect_home))
     L.append(LayerReport("PrivateTmp", p.private_tmp))
-    L.append(LayerReport("PrivateDevices", p.private_devices and p.mount_api_vfs,
-                         why="" if p.mount_api_vfs else "no /dev at all (MountAPIVFS=no)"))
-    L.append(LayerReport("PrivateNetwork", plan.network != "host", plan.network,
-                         why="" if plan.network != "host" else "shares the host network"))
+    L.append(
+        LayerReport(
+            "PrivateDevices",
+            p.private_devices and p.mount_api_vfs,
+            why="" if p.mount_api_vfs else "no /dev at all (MountAPIVFS=no)",
+        )
+    )
+    L.append(
+        LayerReport(
+            "PrivateNetwork",
+            plan.network != "host",
+            plan.network,
+            why="" if plan.network != "host" else "shares the host network",
+        )
+    )
     L.append(LayerReport("PrivateIPC", p.private_ipc))
     L.append(LayerReport("ProtectHostname", True, plan.hostname))
     L.append(LayerReport("ProtectKernelTunables", p.protect_kernel_tunables))
@@ -602,28 +657,54 @@ def _report(plan: Plan) -> None:
     L.append(LayerReport("capabilities", True, "all sets empty, securebits locked"))
     L.append(LayerReport("NoNewPrivileges", True))
     L.append(LayerReport("environment", True, f"{len(plan.env)} variables (allowlist)"))
-    L.append(LayerReport("file descriptors", True,
-                         f"0-2 + {list(plan.pass_fds)}" if plan.pass_fds else "0-2 only"))
+    L.append(
+        LayerReport(
+            "file descriptors",
+            True,
+            f"0-2 + {list(plan.pass_fds)}" if plan.pass_fds else "0-2 only",
+        )
+    )
     L.append(LayerReport("terminal", True, "new session; pty when interactive"))
-    L.append(LayerReport("KeyringMode", plan.keyring_private, p.keyring_mode,
-                         why="" if plan.keyring_private else "inherits the caller's keyrings"))
+    L.append(
+        LayerReport(
+            "KeyringMode",
+            plan.keyring_private,
+            p.keyring_mode,
+            why="" if plan.keyring_private else "inherits the caller's keyrings",
+        )
+    )
     if plan.seccomp is not None:
         from .kernel.seccomp import describe as sc_describe
 
         d = sc_describe(plan.seccomp)
-        L.append(LayerReport("seccomp", True, f"{d.get('mode')} filter, "
-                             f"{d.get('syscalls')} syscalls denied, {d.get('rules')} rules, ABIs "
-                             f"{d.get('architectures')} (blocked: {d.get('blocked_architectures')})"))
+        L.append(
+            LayerReport(
+                "seccomp",
+                True,
+                f"{d.get('mode')} filter, "
+                f"{d.get('syscalls')} syscalls denied, {d.get('rules')} rules, ABIs "
+                f"{d.get('architectures')} (blocked: {d.get('blocked_architectures')})",
+            )
+        )
     else:
         L.append(LayerReport("seccomp", False, why="no SystemCallFilter keys in this profile"))
     if plan.landlock is not None:
-        L.append(LayerReport("landlock", None, f"{len(plan.landlock.paths)} path rules "
-                             "derived from the mounts; ABI decided at run time",
-                             why="" if plan.landlock.required else "best-effort"))
+        L.append(
+            LayerReport(
+                "landlock",
+                None,
+                f"{len(plan.landlock.paths)} path rules "
+                "derived from the mounts; ABI decided at run time",
+                why="" if plan.landlock.required else "best-effort",
+            )
+        )
     else:
         L.append(LayerReport("landlock", False, why="Landlock=off"))
     if plan.limits:
-        L.append(LayerReport("rlimits", True,
-                             ", ".join(f"{lim.key}={lim.describe()}" for lim in plan.limits)))
+        L.append(
+            LayerReport(
+                "rlimits", True, ", ".join(f"{lim.key}={lim.describe()}" for lim in plan.limits)
+            )
+        )
     else:
         L.append(LayerReport("rlimits", False, why="no Limit*= keys set"))

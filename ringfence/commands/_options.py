@@ -7,48 +7,104 @@ the equivalent TOML key always mean the same thing.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+
+TYPE_CHECKING = False  # typing is slow to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def add_sandbox_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sandbox")
-    g.add_argument("--profile", "-p", default="strict", metavar="NAME|FILE",
-                   help="built-in profile (strict, service, void) or a TOML file [strict]")
-    g.add_argument("--ro-bind", nargs=2, action="append", default=[], metavar=("SRC", "DEST"),
-                   help="bind SRC read-only at DEST")
-    g.add_argument("--ro-bind-try", nargs=2, action="append", default=[],
-                   metavar=("SRC", "DEST"), help="like --ro-bind, skipped if SRC is missing")
-    g.add_argument("--bind", nargs=2, action="append", default=[], metavar=("SRC", "DEST"),
-                   help="bind SRC read-write at DEST")
+    g.add_argument(
+        "--profile",
+        "-p",
+        default="strict",
+        metavar="NAME|FILE",
+        help="built-in profile (strict, service, void) or a TOML file [strict]",
+    )
+    g.add_argument(
+        "--ro-bind",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("SRC", "DEST"),
+        help="bind SRC read-only at DEST",
+    )
+    g.add_argument(
+        "--ro-bind-try",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("SRC", "DEST"),
+        help="like --ro-bind, skipped if SRC is missing",
+    )
+    g.add_argument(
+        "--bind",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("SRC", "DEST"),
+        help="bind SRC read-write at DEST",
+    )
     g.add_argument("--bind-try", nargs=2, action="append", default=[], metavar=("SRC", "DEST"))
-    g.add_argument("--tmpfs", action="append", default=[], metavar="DEST",
-                   help="fresh tmpfs at DEST")
-    g.add_argument("--dev", action="append", default=[], metavar="DEST",
-                   help="a private /dev at DEST")
-    g.add_argument("--proc", action="append", default=[], metavar="DEST",
-                   help="a /proc of the sandbox at DEST")
-    g.add_argument("--symlink", nargs=2, action="append", default=[],
-                   metavar=("TARGET", "LINK"))
+    g.add_argument(
+        "--tmpfs", action="append", default=[], metavar="DEST", help="fresh tmpfs at DEST"
+    )
+    g.add_argument(
+        "--dev", action="append", default=[], metavar="DEST", help="a private /dev at DEST"
+    )
+    g.add_argument(
+        "--proc", action="append", default=[], metavar="DEST", help="a /proc of the sandbox at DEST"
+    )
+    g.add_argument("--symlink", nargs=2, action="append", default=[], metavar=("TARGET", "LINK"))
     g.add_argument("--chdir", metavar="DIR", help="working directory inside the sandbox")
     g.add_argument("--setenv", nargs=2, action="append", default=[], metavar=("VAR", "VALUE"))
     g.add_argument("--unsetenv", action="append", default=[], metavar="VAR")
-    g.add_argument("--keep-env", action="append", default=[], metavar="VAR",
-                   help="pass the caller's VAR through (the environment is cleared otherwise)")
+    g.add_argument(
+        "--keep-env",
+        action="append",
+        default=[],
+        metavar="VAR",
+        help="pass the caller's VAR through (the environment is cleared otherwise)",
+    )
     g.add_argument("--hostname", metavar="NAME")
-    g.add_argument("--net", choices=("none", "user", "host"),
-                   help="network: none (own loopback only), user (user-mode stack, host "
-                   "loopback blocked), host (shared: an exposure)")
-    g.add_argument("--allow-host-port", action="append", default=[], metavar="PORT",
-                   help="with --net user: open exactly this host loopback port")
-    g.add_argument("--publish", action="append", default=[],
-                   metavar="[HOSTADDR:]HOSTPORT:SANDBOXPORT[/PROTO]",
-                   help="with --net user: forward a host port into the sandbox")
+    g.add_argument(
+        "--net",
+        choices=("none", "user", "host"),
+        help="network: none (own loopback only), user (user-mode stack, host "
+        "loopback blocked), host (shared: an exposure)",
+    )
+    g.add_argument(
+        "--allow-host-port",
+        action="append",
+        default=[],
+        metavar="PORT",
+        help="with --net user: open exactly this host loopback port",
+    )
+    g.add_argument(
+        "--publish",
+        action="append",
+        default=[],
+        metavar="[HOSTADDR:]HOSTPORT:SANDBOXPORT[/PROTO]",
+        help="with --net user: forward a host port into the sandbox",
+    )
     g.add_argument("--uid", metavar="USER", help="(root only) run the payload as USER")
     g.add_argument("--gid", metavar="GROUP", help="(root only) run the payload as GROUP")
-    g.add_argument("--pass-fd", action="append", default=[], type=int, metavar="FD",
-                   help="keep this inherited file descriptor open in the payload")
-    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="set any profile key, e.g. --set ProtectHome=read-only")
+    g.add_argument(
+        "--pass-fd",
+        action="append",
+        default=[],
+        type=int,
+        metavar="FD",
+        help="keep this inherited file descriptor open in the payload",
+    )
+    g.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any profile key, e.g. --set ProtectHome=read-only",
+    )
     try:
         from .vault import add_vault_options
 

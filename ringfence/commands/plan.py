@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from ._options import add_sandbox_options, build_plan
+
+TYPE_CHECKING = False  # typing is slow to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(sub: Any) -> None:
@@ -32,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
     out.write(f"profile   {doc['profile']}\ncommand   {' '.join(plan.argv)}\n")
     out.write(f"identity  uid {plan.identity.uid} gid {plan.identity.gid}\n")
     out.write(f"namespaces {', '.join(plan.namespaces)}   network {plan.network}\n")
-    out.write(f"cwd       {plan.cwd}\nenv       {', '.join(sorted(plan.env))}\n\nmounts (in order):\n")
+    out.write(
+        f"cwd       {plan.cwd}\nenv       {', '.join(sorted(plan.env))}\n\nmounts (in order):\n"
+    )
     for op in doc["mounts"]:  # type: ignore[attr-defined]
         d = dict(op)
         kind = d.pop("op")

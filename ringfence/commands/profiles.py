@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing is slow to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def register(sub: Any) -> None:
@@ -25,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for name, raw in BUILTIN.items():
         sys.stdout.write(f"{name:<10} {raw.get('Description', '')}\n")
-    sys.stdout.write("\nA TOML file may `Extends = \"strict\"` and override keys; see "
-                     "`ringfence profiles --keys`.\n")
+    sys.stdout.write(
+        '\nA TOML file may `Extends = "strict"` and override keys; see '
+        "`ringfence profiles --keys`.\n"
+    )
     return 0

@@ -6,19 +6,27 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
 
 from ._options import add_sandbox_options, build_plan
 
+TYPE_CHECKING = False  # typing is slow to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
+
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("run", help="run a command in a fresh sandbox",
-                       description="Run COMMAND confined; exit with its status (128+N on "
-                       "signal N, 127 if it is not found inside).")
+    p = sub.add_parser(
+        "run",
+        help="run a command in a fresh sandbox",
+        description="Run COMMAND confined; exit with its status (128+N on "
+        "signal N, 127 if it is not found inside).",
+    )
     add_sandbox_options(p)
-    p.add_argument("--json", action="store_true",
-                   help="print the enforcement report (one JSON line on stderr) when the "
-                   "payload starts")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the enforcement report (one JSON line on stderr) when the payload starts",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     p.set_defaults(command_module=__name__)
 

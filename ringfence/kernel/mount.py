@@ -74,7 +74,9 @@ def _b(path: str | None) -> bytes | None:
     return None if path is None else os.fsencode(path)
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     r = libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
     check(r, "mount", target)
 
@@ -102,7 +104,12 @@ def set_attrs(mount_fd: int, attr_set: int, attr_clr: int = 0, recursive: bool =
     attr = _MountAttr(attr_set, attr_clr, 0, 0)
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
     syscall(
-        "mount_setattr", mount_fd, "", flags, ctypes.byref(attr), ctypes.sizeof(attr),
+        "mount_setattr",
+        mount_fd,
+        "",
+        flags,
+        ctypes.byref(attr),
+        ctypes.sizeof(attr),
         detail="fd",
     )
 
@@ -111,14 +118,23 @@ def set_attrs_at(path: str, attr_set: int, attr_clr: int = 0, recursive: bool = 
     attr = _MountAttr(attr_set, attr_clr, 0, 0)
     flags = AT_RECURSIVE if recursive else 0
     syscall(
-        "mount_setattr", AT_FDCWD, path, flags, ctypes.byref(attr), ctypes.sizeof(attr),
+        "mount_setattr",
+        AT_FDCWD,
+        path,
+        flags,
+        ctypes.byref(attr),
+        ctypes.sizeof(attr),
         detail=path,
     )
 
 
 def move_mount_to_fd(mount_fd: int, target_fd: int) -> None:
     syscall(
-        "move_mount", mount_fd, "", target_fd, "",
+        "move_mount",
+        mount_fd,
+        "",
+        target_fd,
+        "",
         MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
     )
 
@@ -197,7 +213,12 @@ def ensure_file_in_root(root_fd: int, path: str) -> int:
         except KernelError as e:
             if e.errno != 2:
                 raise
-        fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644, dir_fd=pfd)
+        fd = os.open(
+            leaf,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+            0o644,
+            dir_fd=pfd,
+        )
         os.close(fd)
         return openat2(pfd, leaf, os.O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
     finally:

@@ -23,6 +23,8 @@ def bring_up(ifname: str = "lo") -> None:
         try:
             req = struct.pack("16sH14x", ifname.encode(), 0)
             flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
-            fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", ifname.encode(), flags | IFF_UP))
+            fcntl.ioctl(
+                s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", ifname.encode(), flags | IFF_UP)
+            )
         except OSError as e:
             raise KernelError("ioctl", e.errno or 0, f"SIOCSIFFLAGS {ifname}") from None

@@ -7,8 +7,8 @@ process. Must never raise a hard limit above what the caller has (the kernel ref
 from __future__ import annotations
 
 import resource
-from dataclasses import dataclass
 
+from .._record import record as dataclass
 from ..errors import KernelError, ProfileError
 
 # Key -> (RLIMIT constant name, unit): "bytes" accepts K/M/G/T suffixes (base 1024).
@@ -87,6 +87,8 @@ def apply(limits: tuple[Limit, ...]) -> None:
             resource.setrlimit(lim.resource, (lim.soft, lim.hard))
         except (OSError, ValueError) as e:
             raise KernelError(
-                "setrlimit", getattr(e, "errno", None) or 1, f"{lim.key}={lim.describe()}",
+                "setrlimit",
+                getattr(e, "errno", None) or 1,
+                f"{lim.key}={lim.describe()}",
                 "a limit cannot be raised above the caller's hard limit",
             ) from None

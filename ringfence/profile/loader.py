@@ -7,23 +7,44 @@ override) and turning the result into a validated :class:`Profile`. Must never t
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from ..errors import ProfileError
 from .builtin import BUILTIN
 from .model import KEYS, Profile
 
+TYPE_CHECKING = False  # typing is slow to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
+
 # Keys owned by the defense-in-depth layers; each module parses its own subset.
 SECCOMP_KEYS = (
-    "SystemCallFilter", "SystemCallErrorNumber", "SystemCallArchitectures", "RestrictNamespaces",
-    "RestrictAddressFamilies", "LockPersonality", "MemoryDenyWriteExecute", "RestrictRealtime",
-    "RestrictSUIDSGID", "BlockTerminalInjection", "DenyUnknownSystemCalls",
+    "SystemCallFilter",
+    "SystemCallErrorNumber",
+    "SystemCallArchitectures",
+    "RestrictNamespaces",
+    "RestrictAddressFamilies",
+    "LockPersonality",
+    "MemoryDenyWriteExecute",
+    "RestrictRealtime",
+    "RestrictSUIDSGID",
+    "BlockTerminalInjection",
+    "DenyUnknownSystemCalls",
 )
 LANDLOCK_KEYS = ("Landlock", "AllowBind", "AllowConnect", "LandlockScopes")
 NET_KEYS = ("UserNetStack", "AllowHostPorts", "PublishPorts", "IPAddressAllow", "IPAddressDeny")
 LIST_LAYER_KEYS = frozenset(
-    {"SystemCallFilter", "RestrictAddressFamilies", "AllowBind", "AllowConnect", "LandlockScopes",
-     "AllowHostPorts", "PublishPorts", "IPAddressAllow", "IPAddressDeny", "SystemCallArchitectures"}
+    {
+        "SystemCallFilter",
+        "RestrictAddressFamilies",
+        "AllowBind",
+        "AllowConnect",
+        "LandlockScopes",
+        "AllowHostPorts",
+        "PublishPorts",
+        "IPAddressAllow",
+        "IPAddressDeny",
+        "SystemCallArchitectures",
+    }
 )
 
 
@@ -161,8 +182,11 @@ def _layer(layer: str, raw: dict[str, object], keys: tuple[str, ...]) -> object:
     import importlib
 
     subset = {k: raw[k] for k in keys if k in raw}
-    module = {"seccomp": "..kernel.seccomp", "landlock": "..kernel.landlock",
-              "usernet": "..runtime.usernet"}[layer]
+    module = {
+        "seccomp": "..kernel.seccomp",
+        "landlock": "..kernel.landlock",
+        "usernet": "..runtime.usernet",
+    }[layer]
     try:
         mod = importlib.import_module(module, __package__)
     except ModuleNotFoundError:

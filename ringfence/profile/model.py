@@ -7,11 +7,14 @@ profile is compiled into a plan, not here).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
-
+from .._record import field
+from .._record import record as dataclass
 from ..errors import ProfileError
+
+TYPE_CHECKING = False  # typing is slow to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 
 def _bool(key: str, v: object) -> bool:
@@ -75,8 +78,11 @@ class KeySpec:
 KEYS: dict[str, KeySpec] = {
     "Description": KeySpec("description", _str, doc="one line shown by `ringfence profiles`"),
     "Extends": KeySpec("extends", _str, doc="name or file of the profile this one builds on"),
-    "Root": KeySpec("root", _choice("minimal", "host", "empty"),
-                    doc="what the empty root starts with: /usr+/etc, the host tree, or nothing"),
+    "Root": KeySpec(
+        "root",
+        _choice("minimal", "host", "empty"),
+        doc="what the empty root starts with: /usr+/etc, the host tree, or nothing",
+    ),
     "ProtectSystem": KeySpec("protect_system", _choice("no", "yes", "full", "strict")),
     "ProtectHome": KeySpec("protect_home", _choice("no", "yes", "read-only", "tmpfs")),
     "PrivateHome": KeySpec("private_home", _bool, doc="a fresh, empty, writable $HOME"),
@@ -88,15 +94,18 @@ KEYS: dict[str, KeySpec] = {
     "ProtectKernelModules": KeySpec("protect_kernel_modules", _bool),
     "ProtectKernelLogs": KeySpec("protect_kernel_logs", _bool),
     "ProtectControlGroups": KeySpec("protect_control_groups", _bool),
-    "ProtectProc": KeySpec("protect_proc", _choice("default", "invisible", "noaccess", "ptraceable")),
+    "ProtectProc": KeySpec(
+        "protect_proc", _choice("default", "invisible", "noaccess", "ptraceable")
+    ),
     "ProcSubset": KeySpec("proc_subset", _choice("all", "pid")),
     "ProtectHostname": KeySpec("protect_hostname", _bool),
     "Hostname": KeySpec("hostname", _str),
     "PrivateNetwork": KeySpec("private_network", _bool),
     "Network": KeySpec("network", _choice("none", "user", "host")),
     "PrivateIPC": KeySpec("private_ipc", _bool),
-    "PrivateMachineID": KeySpec("private_machine_id", _bool,
-                                doc="hide /etc/machine-id behind a per-sandbox random id"),
+    "PrivateMachineID": KeySpec(
+        "private_machine_id", _bool, doc="hide /etc/machine-id behind a per-sandbox random id"
+    ),
     "TemporaryFileSystems": KeySpec("temporary_file_systems", _strlist, True),
     "ReadOnlyPaths": KeySpec("read_only_paths", _strlist, True),
     "ReadWritePaths": KeySpec("read_write_paths", _strlist, True),

@@ -20,12 +20,25 @@ from ..plan import Plan
 from . import protocol
 from .mounts import RootBuilder
 
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-             signal.SIGUSR2, signal.SIGWINCH)
+FORWARDED = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+)
 
 
-def init_main(plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int,
-              tty: bool, passwords: tuple[bytes, ...] = ()) -> None:
+def init_main(
+    plan: Plan,
+    fdmap: dict[int, int],
+    status_fd: int,
+    go_fd: int,
+    tty: bool,
+    passwords: tuple[bytes, ...] = (),
+) -> None:
     try:
         _setup(plan, fdmap, status_fd, go_fd, passwords)
     except RingfenceError as e:
@@ -37,8 +50,9 @@ def init_main(plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int,
     _supervise(plan, fdmap, status_fd, go_fd, tty)
 
 
-def _setup(plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int,
-           passwords: tuple[bytes, ...]) -> None:
+def _setup(
+    plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int, passwords: tuple[bytes, ...]
+) -> None:
     prctl.set_pdeathsig(signal.SIGKILL)
     os.setsid()
     keep = {status_fd, go_fd, *fdmap.values(), *plan.pass_fds}
@@ -72,8 +86,7 @@ def _setup(plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int,
     builder.enter()
 
 
-def _supervise(plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int,
-               tty: bool) -> None:
+def _supervise(plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int, tty: bool) -> None:
     # Wait until the launcher has finished its side (network helper, cgroup): "g" means go.
     try:
         go = os.read(go_fd, 1)

@@ -16,15 +16,23 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass, field
 
+from .._record import field
+from .._record import record as dataclass
 from ..errors import RingfenceError, SandboxError
 from ..kernel import fds, prctl, userns
 from ..plan import Plan
 from . import protocol
 
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-             signal.SIGUSR2, signal.SIGWINCH)
+FORWARDED = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+)
 
 
 @dataclass
@@ -196,8 +204,16 @@ def _read_all(fd: int) -> bytes:
         buf += chunk
 
 
-def _child_main(plan: Plan, flags: int, parent: int, fdmap: dict[int, int],
-                status_w: int, go_r: int, tty: bool, passwords: tuple[bytes, ...]) -> None:
+def _child_main(
+    plan: Plan,
+    flags: int,
+    parent: int,
+    fdmap: dict[int, int],
+    status_w: int,
+    go_r: int,
+    tty: bool,
+    passwords: tuple[bytes, ...],
+) -> None:
     """C: runs in a fork of the launcher; never returns."""
     try:
         # Drop every fd of the launcher's (pipe ends of the API, sockets, ...) but ours.

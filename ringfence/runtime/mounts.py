@@ -34,8 +34,17 @@ NEW = "/newroot"
 
 _HIDEPID = {"invisible": "invisible", "noaccess": "noaccess", "ptraceable": "ptraceable"}
 # ProtectKernelTunables: what systemd makes read-only under /proc.
-_PROC_RO = ("sys", "sysrq-trigger", "latency_stats", "acpi", "timer_stats", "asound", "bus",
-            "fs", "irq")
+_PROC_RO = (
+    "sys",
+    "sysrq-trigger",
+    "latency_stats",
+    "acpi",
+    "timer_stats",
+    "asound",
+    "bus",
+    "fs",
+    "irq",
+)
 _DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 
@@ -108,7 +117,9 @@ class RootBuilder:
         try:
             is_dir = os.path.isdir(src) if os.path.exists(src) else _raise_missing(op.src)
         except OSError as e:
-            raise SandboxError(f"bind {op.src}: {e.strerror} (as seen by the sandbox's user)") from None
+            raise SandboxError(
+                f"bind {op.src}: {e.strerror} (as seen by the sandbox's user)"
+            ) from None
         tree = m.open_tree_clone(src, recursive=is_dir)
         attrs = m.MOUNT_ATTR_NOSUID
         if not op.device:
@@ -129,12 +140,17 @@ class RootBuilder:
         except KernelError as e:
             if e.errno == 2 and op.optional:
                 return
-            raise SandboxError(f"{op.why or 'remount'}: {op.dest} does not exist in the sandbox "
-                               "(prefix it with '-' to make it optional)") from None
+            raise SandboxError(
+                f"{op.why or 'remount'}: {op.dest} does not exist in the sandbox "
+                "(prefix it with '-' to make it optional)"
+            ) from None
         try:
             tree = m.open_tree_clone("", True, dirfd=fd)
-            m.set_attrs(tree, m.MOUNT_ATTR_RDONLY if op.readonly else 0,
-                        0 if op.readonly else m.MOUNT_ATTR_RDONLY)
+            m.set_attrs(
+                tree,
+                m.MOUNT_ATTR_RDONLY if op.readonly else 0,
+                0 if op.readonly else m.MOUNT_ATTR_RDONLY,
+            )
             try:
                 m.move_mount_to_fd(tree, fd)
             finally:
@@ -162,12 +178,22 @@ class RootBuilder:
         for name in _DEVICES:
             if os.path.exists(self.host("/dev/" + name)):
                 self._bind(Bind("/dev/" + name, f"{d}/{name}", readonly=False, device=True))
-        self._attach(m.new_fs("devpts", {"newinstance": "", "ptmxmode": "0666", "mode": "0620"},
-                              m.MOUNT_ATTR_NOSUID | m.MOUNT_ATTR_NOEXEC), f"{d}/pts")
+        self._attach(
+            m.new_fs(
+                "devpts",
+                {"newinstance": "", "ptmxmode": "0666", "mode": "0620"},
+                m.MOUNT_ATTR_NOSUID | m.MOUNT_ATTR_NOEXEC,
+            ),
+            f"{d}/pts",
+        )
         self._tmpfs(Tmpfs(f"{d}/shm", mode=0o1777))
-        for link, target in (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"),
-                             ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
-                             ("stderr", "/proc/self/fd/2")):
+        for link, target in (
+            ("ptmx", "pts/ptmx"),
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ):
             self._symlink(Symlink(target, f"{d}/{link}"))
 
     def _sysfs(self, op: MountOp) -> None:
@@ -191,7 +217,9 @@ class RootBuilder:
                 except OSError:
                     same = False
                 if not same:
-                    raise SandboxError(f"symlink {op.dest}: something else already exists there") from None
+                    raise SandboxError(
+                        f"symlink {op.dest}: something else already exists there"
+                    ) from None
         finally:
             os.close(pfd)
 

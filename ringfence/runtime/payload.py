@@ -23,8 +23,10 @@ def arrange_fds(fdmap: dict[int, int], keep: set[int]) -> None:
     """dup2 each source fd to its target number (0, 1, 2 and any extra) without clobbering a
     source on the way; a source of -1 means the target is closed."""
     base = max([*fdmap, *fdmap.values(), *keep, 2]) + 1
-    high = {t: (os.dup2(src, base + i, inheritable=False) if src >= 0 else -1)
-            for i, (t, src) in enumerate(sorted(fdmap.items()))}
+    high = {
+        t: (os.dup2(src, base + i, inheritable=False) if src >= 0 else -1)
+        for i, (t, src) in enumerate(sorted(fdmap.items()))
+    }
     for target, fd in high.items():
         if fd >= 0:
             os.dup2(fd, target, inheritable=True)
@@ -53,8 +55,9 @@ def exec_payload(plan: Plan, fdmap: dict[int, int], status_fd: int, tty: bool) -
 def _lock_down(plan: Plan, fdmap: dict[int, int], status_fd: int, tty: bool) -> None:
     os.setsid()
     if status_fd in fdmap:  # a target number wanted by the spec: move our pipe out of the way
-        status_fd = os.dup2(status_fd, max([*fdmap, *fdmap.values(), *plan.pass_fds]) + 1,
-                            inheritable=False)
+        status_fd = os.dup2(
+            status_fd, max([*fdmap, *fdmap.values(), *plan.pass_fds]) + 1, inheritable=False
+        )
     keep = set(plan.pass_fds) | {status_fd}
     arrange_fds(fdmap, keep)
     keep |= set(fdmap)
@@ -68,8 +71,10 @@ def _lock_down(plan: Plan, fdmap: dict[int, int], status_fd: int, tty: bool) -> 
     try:
         os.chdir(plan.cwd)
     except OSError as e:
-        raise RingfenceError(f"working directory {plan.cwd}: {e.strerror} inside the sandbox "
-                             "(bind it or choose another with --chdir)") from None
+        raise RingfenceError(
+            f"working directory {plan.cwd}: {e.strerror} inside the sandbox "
+            "(bind it or choose another with --chdir)"
+        ) from None
     rlimit.apply(plan.limits)
     if plan.keyring_private:
         keyring.join_new_session_keyring()
@@ -100,8 +105,10 @@ def _exec(plan: Plan, status_fd: int) -> None:
     try:
         os.execvpe(argv[0], argv, plan.env)
     except FileNotFoundError:
-        e: RingfenceError = CommandNotFound(f"{argv[0]}: command not found inside the sandbox "
-                                            "(is it bound in? see `ringfence plan`)")
+        e: RingfenceError = CommandNotFound(
+            f"{argv[0]}: command not found inside the sandbox "
+            "(is it bound in? see `ringfence plan`)"
+        )
     except PermissionError:
         e = CommandNotExecutable(f"{argv[0]}: permission denied inside the sandbox")
     except OSError as err:

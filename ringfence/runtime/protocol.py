@@ -10,9 +10,7 @@ Must never carry anything but these three messages.
 
 from __future__ import annotations
 
-import json
 import os
-import traceback
 
 
 def send(fd: int, kind: str, text: str) -> None:
@@ -25,11 +23,15 @@ def send(fd: int, kind: str, text: str) -> None:
 
 def send_error(fd: int, code: int, message: str) -> None:
     if os.environ.get("RINGFENCE_DEBUG"):
+        import traceback
+
         message += " | " + traceback.format_exc().replace("\n", " | ")
     send(fd, "error", f"{code} {message}")
 
 
 def send_report(fd: int, layer: str, data: dict[str, object]) -> None:
+    import json
+
     send(fd, "report", json.dumps({"layer": layer, **data}, separators=(",", ":")))
 
 
@@ -43,6 +45,8 @@ def parse(buf: bytes) -> tuple[int | None, list[dict[str, object]], tuple[int, s
         if kind == "pid":
             pid = int(rest)
         elif kind == "report":
+            import json
+
             try:
                 reports.append(json.loads(rest))
             except ValueError:

@@ -11,13 +11,22 @@ from collections.abc import Sequence
 PYTHON = sys.executable
 
 
-def rf(*args: str, input: bytes | None = None, env: dict[str, str] | None = None,
-       timeout: float = 60, pass_fds: Sequence[int] = ()) -> subprocess.CompletedProcess[str]:
+def rf(
+    *args: str,
+    input: bytes | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    pass_fds: Sequence[int] = (),
+) -> subprocess.CompletedProcess[str]:
     """Run `ringfence ARGS...` as a real process, capture text output."""
     return subprocess.run(
         [PYTHON, "-m", "ringfence", *args],
         input=input.decode() if input is not None else None,
-        capture_output=True, text=True, timeout=timeout, env=env, pass_fds=pass_fds,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        pass_fds=pass_fds,
         stdin=subprocess.DEVNULL if input is None else None,
     )
 

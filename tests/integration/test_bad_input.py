@@ -20,8 +20,9 @@ def _one_line_error(r, *needles):  # type: ignore[no-untyped-def]
 def test_unknown_profile_key_names_the_nearest(tmp_path):
     prof = tmp_path / "p.toml"
     prof.write_text('Extends = "strict"\nProtectHom = "yes"\n')
-    _one_line_error(rf("run", "--profile", str(prof), "--", "true"), "ProtectHom",
-                    "did you mean ProtectHome")
+    _one_line_error(
+        rf("run", "--profile", str(prof), "--", "true"), "ProtectHom", "did you mean ProtectHome"
+    )
 
 
 def test_bad_value_names_key_and_choices(tmp_path):
@@ -41,8 +42,9 @@ def test_unknown_builtin_profile():
 
 
 def test_missing_source_path():
-    _one_line_error(rf("run", "--ro-bind", "/no/such/dir", "/x", "--", "true"),
-                    "/no/such/dir", "does not exist")
+    _one_line_error(
+        rf("run", "--ro-bind", "/no/such/dir", "/x", "--", "true"), "/no/such/dir", "does not exist"
+    )
 
 
 def test_missing_optional_source_is_skipped():

@@ -17,7 +17,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from _util import PYTHON, host_mounts, pids_with, rf, sh, wait_until
 
 HOME = Path(os.environ.get("HOME", "/root"))
@@ -71,8 +70,10 @@ def test_cannot_read_root_home():
 
 
 def test_cannot_write_system_paths():
-    r = sh("for p in /usr/rf-x /etc/rf-x /rf-x /bin/rf-x; do "
-           "touch $p 2>/dev/null && echo WROTE $p; done; exit 0")
+    r = sh(
+        "for p in /usr/rf-x /etc/rf-x /rf-x /bin/rf-x; do "
+        "touch $p 2>/dev/null && echo WROTE $p; done; exit 0"
+    )
     assert "WROTE" not in r.stdout
     assert not os.path.exists("/usr/rf-x") and not os.path.exists("/etc/rf-x")
 
@@ -92,8 +93,15 @@ def test_granted_rw_bind_is_writable_and_ro_bind_is_not(world_tmp):
     rw.chmod(0o777)
     (ro / "f").write_text("orig")
     (ro / "f").chmod(0o666)
-    r = sh("echo new > /data/out && echo bad > /ro/f; cat /ro/f",
-           "--bind", str(rw), "/data", "--ro-bind", str(ro), "/ro")
+    r = sh(
+        "echo new > /data/out && echo bad > /ro/f; cat /ro/f",
+        "--bind",
+        str(rw),
+        "/data",
+        "--ro-bind",
+        str(ro),
+        "/ro",
+    )
     assert (rw / "out").read_text() == "new\n"
     assert (ro / "f").read_text() == "orig"
     assert "Read-only file system" in r.stderr
@@ -102,28 +110,37 @@ def test_granted_rw_bind_is_writable_and_ro_bind_is_not(world_tmp):
 def test_cannot_write_below_read_only_binds_submount():
     # The host's /dev has submounts (/dev/shm, /dev/pts, /dev/mqueue): a read-only bind of
     # /dev must make them read-only too.
-    subs = [line.split()[4] for line in open("/proc/self/mountinfo")
-            if line.split()[4].startswith("/dev/") and line.split()[4].count("/") == 2]
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split()[4] for line in f]
+    subs = [m for m in mounts if m.startswith("/dev/") and m.count("/") == 2]
     assert subs, "this host has no submounts under /dev to test with"
     checks = " ".join(f"/hostdev{s[4:]}" for s in subs)
-    r = sh(f"for d in {checks}; do touch $d/rf-x 2>/dev/null && echo WROTE $d; done; "
-           "grep -c hostdev /proc/self/mountinfo",
-           "--ro-bind", "/dev", "/hostdev")
+    r = sh(
+        f"for d in {checks}; do touch $d/rf-x 2>/dev/null && echo WROTE $d; done; "
+        "grep -c hostdev /proc/self/mountinfo",
+        "--ro-bind",
+        "/dev",
+        "/hostdev",
+    )
     assert "WROTE" not in r.stdout, r.stdout
     assert int(r.stdout.split()[-1]) >= 2
 
 
 def test_cannot_remount_read_only_paths_writable():
-    r = sh("mount -o remount,rw /usr 2>&1; mount -o remount,bind,rw /usr 2>&1; "
-           "touch /usr/rf-x && echo WROTE")
+    r = sh(
+        "mount -o remount,rw /usr 2>&1; mount -o remount,bind,rw /usr 2>&1; "
+        "touch /usr/rf-x && echo WROTE"
+    )
     assert "WROTE" not in r.stdout
 
 
 def test_cannot_see_or_signal_host_processes():
     victim = subprocess.Popen(["sleep", "60"])
     try:
-        r = sh(f"ls /proc | grep -E '^[0-9]+$' | wc -l; kill -0 {victim.pid} && echo SIGNALLED; "
-               f"kill -KILL {victim.pid} 2>/dev/null && echo KILLED; exit 0")
+        r = sh(
+            f"ls /proc | grep -E '^[0-9]+$' | wc -l; kill -0 {victim.pid} && echo SIGNALLED; "
+            f"kill -KILL {victim.pid} 2>/dev/null && echo KILLED; exit 0"
+        )
         assert "SIGNALLED" not in r.stdout and "KILLED" not in r.stdout
         assert int(r.stdout.split()[0]) <= 4  # the shell, ls, grep, wc: no host process
         assert victim.poll() is None
@@ -142,22 +159,29 @@ def test_no_capability_left_in_any_set():
 
 def test_setuid_binary_gives_nothing():
     # /usr/bin/su and mount are setuid root on the host; in the sandbox they must not elevate.
-    candidates = [p for p in ("/usr/bin/su", "/bin/su", "/usr/bin/mount", "/usr/bin/passwd")
-                  if os.path.exists(p) and os.stat(p).st_mode & 0o4000]
+    candidates = [
+        p
+        for p in ("/usr/bin/su", "/bin/su", "/usr/bin/mount", "/usr/bin/passwd")
+        if os.path.exists(p) and os.stat(p).st_mode & 0o4000
+    ]
     if not candidates:
         pytest.skip("no setuid binary on this host")
-    r = sh(f"{candidates[-1]} --help >/dev/null 2>&1; "
-           "python3 -c 'import os; print(os.geteuid())'; "
-           "mount -t tmpfs none /tmp 2>&1 && echo MOUNTED; exit 0")
+    r = sh(
+        f"{candidates[-1]} --help >/dev/null 2>&1; "
+        "python3 -c 'import os; print(os.geteuid())'; "
+        "mount -t tmpfs none /tmp 2>&1 && echo MOUNTED; exit 0"
+    )
     assert "MOUNTED" not in r.stdout
     assert r.stdout.split()[0] != "0"
     r = sh("grep nosuid /proc/self/mountinfo | grep -c ' /usr '")
     assert r.stdout.strip() == "1"
 
 
-READ_FD = ("import os, sys\nfd = int(sys.argv[1])\nprint(sorted(int(x) for x in "
-           "os.listdir('/proc/self/fd')))\ntry:\n print(os.read(fd, 100).decode())\n"
-           "except OSError as e:\n print('EBADF' if e.errno == 9 else e)")
+READ_FD = (
+    "import os, sys\nfd = int(sys.argv[1])\nprint(sorted(int(x) for x in "
+    "os.listdir('/proc/self/fd')))\ntry:\n print(os.read(fd, 100).decode())\n"
+    "except OSError as e:\n print('EBADF' if e.errno == 9 else e)"
+)
 
 
 def test_cannot_use_fd_the_caller_had_open(tmp_path):
@@ -166,9 +190,13 @@ def test_cannot_use_fd_the_caller_had_open(tmp_path):
     fd = os.open(secret, os.O_RDONLY)
     try:
         os.set_inheritable(fd, True)
-        r = subprocess.run([PYTHON, "-m", "ringfence", "run", "--", "python3", "-c", READ_FD,
-                            str(fd)],
-                           capture_output=True, text=True, pass_fds=(fd,), timeout=60)
+        r = subprocess.run(
+            [PYTHON, "-m", "ringfence", "run", "--", "python3", "-c", READ_FD, str(fd)],
+            capture_output=True,
+            text=True,
+            pass_fds=(fd,),
+            timeout=60,
+        )
         assert "FD-SECRET" not in r.stdout
         assert r.stdout.splitlines()[-1] == "EBADF", r.stdout + r.stderr
         open_fds = eval(r.stdout.splitlines()[0])
@@ -182,8 +210,7 @@ def test_pass_fd_keeps_exactly_that_fd(tmp_path):
     secret.write_text("GIVEN")
     fd = os.open(secret, os.O_RDONLY)
     try:
-        r = rf("run", "--pass-fd", str(fd), "--", "python3", "-c", READ_FD, str(fd),
-               pass_fds=(fd,))
+        r = rf("run", "--pass-fd", str(fd), "--", "python3", "-c", READ_FD, str(fd), pass_fds=(fd,))
         assert r.stdout.splitlines()[-1] == "GIVEN", r.stderr
     finally:
         os.close(fd)
@@ -196,7 +223,8 @@ def test_cannot_read_callers_secret_environment():
     assert "hunter2" not in r.stdout and "abc" not in r.stdout.split("=")
     names = {line.split("=", 1)[0] for line in r.stdout.splitlines()}
     assert names <= {"PATH", "TERM", "LANG", "TZ", "HOME", "COLORTERM", "PWD", "SHLVL", "_"} | {
-        n for n in names if n.startswith("LC_")}
+        n for n in names if n.startswith("LC_")
+    }
 
 
 def test_setenv_and_keep_env():
@@ -223,10 +251,15 @@ def test_cannot_reach_host_loopback_service():
     t = threading.Thread(target=serve)
     t.start()
     try:
-        r = rf("run", "--", "python3", "-c",
-               "import socket,sys\n"
-               f"s=socket.socket()\ntry:\n s.connect(('127.0.0.1',{port}))\n print('CONNECTED')\n"
-               "except OSError as e: print('refused', e.errno)")
+        r = rf(
+            "run",
+            "--",
+            "python3",
+            "-c",
+            "import socket,sys\n"
+            f"s=socket.socket()\ntry:\n s.connect(('127.0.0.1',{port}))\n print('CONNECTED')\n"
+            "except OSError as e: print('refused', e.errno)",
+        )
         t.join()
         assert "CONNECTED" not in r.stdout
         assert not accepted
@@ -235,11 +268,16 @@ def test_cannot_reach_host_loopback_service():
 
 
 def test_network_none_has_only_loopback():
-    r = rf("run", "--", "python3", "-c",
-           "import socket\nprint([n for _, n in socket.if_nameindex()])\n"
-           "s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-           "try:\n s.connect(('192.0.2.1', 9)); s.send(b'x'); print('SENT')\n"
-           "except OSError as e: print('unreachable', e.errno)")
+    r = rf(
+        "run",
+        "--",
+        "python3",
+        "-c",
+        "import socket\nprint([n for _, n in socket.if_nameindex()])\n"
+        "s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "try:\n s.connect(('192.0.2.1', 9)); s.send(b'x'); print('SENT')\n"
+        "except OSError as e: print('unreachable', e.errno)",
+    )
     assert "['lo']" in r.stdout
     assert "SENT" not in r.stdout
 
@@ -265,15 +303,21 @@ def test_hostname_and_machine_id_are_not_the_hosts():
     r = sh("hostname; cat /etc/machine-id")
     name, mid = r.stdout.split()
     assert name == "ringfence" and name != socket.gethostname()
-    host_mid = Path("/etc/machine-id").read_text().strip() if Path("/etc/machine-id").exists() else ""
+    host_mid = (
+        Path("/etc/machine-id").read_text().strip() if Path("/etc/machine-id").exists() else ""
+    )
     assert mid != host_mid
 
 
 def test_cannot_outlive_sandbox_by_double_fork():
     marker = f"rf-orphan-{uuid.uuid4().hex[:8]}"
-    r = rf("run", "--", "bash", "-c",
-           f"(setsid bash -c 'exec -a {marker} sleep 300' &) ; (exec -a {marker} sleep 300 &); "
-           "exit 0")
+    r = rf(
+        "run",
+        "--",
+        "bash",
+        "-c",
+        f"(setsid bash -c 'exec -a {marker} sleep 300' &) ; (exec -a {marker} sleep 300 &); exit 0",
+    )
     assert r.returncode == 0
     assert wait_until(lambda: not pids_with(marker), timeout=10), pids_with(marker)
 
@@ -281,9 +325,20 @@ def test_cannot_outlive_sandbox_by_double_fork():
 def test_sigkill_of_launcher_tears_down_the_sandbox():
     marker = f"rf-kill-{uuid.uuid4().hex[:8]}"
     launcher = subprocess.Popen(
-        [PYTHON, "-m", "ringfence", "run", "--", "bash", "-c",
-         f"(exec -a {marker}-child sleep 300) & exec -a {marker} sleep 300"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            PYTHON,
+            "-m",
+            "ringfence",
+            "run",
+            "--",
+            "bash",
+            "-c",
+            f"(exec -a {marker}-child sleep 300) & exec -a {marker} sleep 300",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert wait_until(lambda: len(pids_with(marker)) >= 2, timeout=20)
         os.kill(launcher.pid, signal.SIGKILL)
@@ -295,9 +350,21 @@ def test_sigkill_of_launcher_tears_down_the_sandbox():
 
 def test_sigterm_to_launcher_is_forwarded_to_payload():
     launcher = subprocess.Popen(
-        [PYTHON, "-m", "ringfence", "run", "--", "sh", "-c",
-         "trap 'echo got-term; exit 42' TERM; while :; do sleep 0.05; done"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            PYTHON,
+            "-m",
+            "ringfence",
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 42' TERM; while :; do sleep 0.05; done",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.0)  # let the trap be installed; the assertion is on the outcome, not timing
     launcher.send_signal(signal.SIGTERM)
     out, _ = launcher.communicate(timeout=20)
@@ -313,8 +380,10 @@ def test_no_mount_leaks_to_host():
 
 
 def test_orphans_are_reaped_by_init():
-    r = sh("for i in 1 2 3 4 5; do (sleep 0.01 &) ; done; sleep 0.3; "
-           "grep -l zombie /proc/[0-9]*/status 2>/dev/null | wc -l")
+    r = sh(
+        "for i in 1 2 3 4 5; do (sleep 0.01 &) ; done; sleep 0.3; "
+        "grep -l zombie /proc/[0-9]*/status 2>/dev/null | wc -l"
+    )
     assert r.stdout.strip() == "0"
 
 
