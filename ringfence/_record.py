@@ -138,7 +138,7 @@ def record(cls: type[T] | None = None, /, *, frozen: bool = False) -> Any:
         t.__init__ = _init
         t.__repr__ = _repr
         t.__eq__ = _eq
-        t.__match_args__ = t.__record_fields__
+        type.__setattr__(t, "__match_args__", t.__record_fields__)
         if frozen:
             t.__setattr__ = _frozen_setattr
             t.__delattr__ = _frozen_delattr
