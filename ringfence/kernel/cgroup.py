@@ -21,10 +21,14 @@ Layout (C is the caller's cgroup, as read from /proc/self/cgroup):
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
+from .._record import field
+from .._record import record as dataclass
 from ..errors import KernelError, ProfileError, SandboxError, UnsupportedError
+
+TYPE_CHECKING = False  # typing is slow to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 KEYS = ("MemoryMax", "TasksMax", "CPUQuota", "CgroupOptional")
 GROUP = "ringfence"  # the directory below the caller's cgroup holding one cgroup per sandbox
