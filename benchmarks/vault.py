@@ -80,7 +80,9 @@ def io_worker(directory: str, size_mb: int, name: str) -> Callable[[], dict[str,
     return work
 
 
-def run_sandboxed(harness: Any, cipherdir: Path, work_dir: Path, size_mb: int, i: int) -> dict:
+def run_sandboxed(
+    harness: Any, cipherdir: Path, work_dir: Path, size_mb: int, i: int
+) -> dict[str, Any]:
     root = work_dir / f"root{i}"
     spec = vault.prepare(f"{cipherdir}:{harness.MOUNTPOINT}")
     t0 = time.perf_counter()
@@ -99,7 +101,9 @@ def run_sandboxed(harness: Any, cipherdir: Path, work_dir: Path, size_mb: int, i
     return out
 
 
-def run_direct(cipherdir: Path, work_dir: Path, passfile: Path, size_mb: int, i: int) -> dict:
+def run_direct(
+    cipherdir: Path, work_dir: Path, passfile: Path, size_mb: int, i: int
+) -> dict[str, Any]:
     plain = work_dir / f"plain{i}"
     plain.mkdir()
     gocryptfs = vault.find_gocryptfs()
@@ -138,9 +142,9 @@ def run_direct(cipherdir: Path, work_dir: Path, passfile: Path, size_mb: int, i:
     proc = subprocess.run(
         ["unshare", "-rm", sys.executable, "-c", script], stdout=subprocess.PIPE, check=True
     )
-    out = json.loads(proc.stdout)
-    out["how"] = "unshare -rm"
-    return out
+    in_userns: dict[str, Any] = json.loads(proc.stdout)
+    in_userns["how"] = "unshare -rm"
+    return in_userns
 
 
 def main() -> int:
@@ -164,7 +168,7 @@ def main() -> int:
                 str(work_dir / "crypt"), PasswordSource(passfile=str(passfile)), scryptn=10
             )
         )
-        results: dict[str, list[dict]] = {"sandbox": [], "direct": []}
+        results: dict[str, list[dict[str, Any]]] = {"sandbox": [], "direct": []}
         for i in range(args.rounds):
             results["sandbox"].append(run_sandboxed(harness, cipherdir, work_dir, args.size_mb, i))
             results["direct"].append(run_direct(cipherdir, work_dir, passfile, args.size_mb, i))
