@@ -102,7 +102,7 @@ def run_sandboxed(
 
 
 def run_direct(
-    cipherdir: Path, work_dir: Path, passfile: Path, size_mb: int, i: int
+    cipherdir: Path, work_dir: Path, passfile: Path, size_mb: int, i: int, how: str = "auto"
 ) -> dict[str, Any]:
     plain = work_dir / f"plain{i}"
     plain.mkdir()
@@ -119,9 +119,13 @@ def run_direct(
         str(plain),
     ]
     # No pipes: the daemonized gocryptfs would keep them open and run() would never return.
-    proc = subprocess.run(mount, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    returncode = -1
+    if how != "unshare":
+        returncode = subprocess.run(
+            mount, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        ).returncode
     t_mount = time.perf_counter() - t0
-    if proc.returncode == 0:
+    if returncode == 0:
         try:
             out = io_worker(str(plain), size_mb, f"d{i}")()
         finally:
@@ -153,6 +157,12 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--dir", help="where to put the vault (default: a temp dir in /var/tmp)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--direct",
+        choices=("auto", "unshare"),
+        default="auto",
+        help="baseline: fusermount3 if it works (auto) or always in unshare -rm",
+    )
     args = ap.parse_args()
 
     harness = _load_harness()
@@ -171,7 +181,9 @@ def main() -> int:
         results: dict[str, list[dict[str, Any]]] = {"sandbox": [], "direct": []}
         for i in range(args.rounds):
             results["sandbox"].append(run_sandboxed(harness, cipherdir, work_dir, args.size_mb, i))
-            results["direct"].append(run_direct(cipherdir, work_dir, passfile, args.size_mb, i))
+            results["direct"].append(
+                run_direct(cipherdir, work_dir, passfile, args.size_mb, i, args.direct)
+            )
         summary: dict[str, Any] = {"size_mb": args.size_mb, "rounds": args.rounds}
         for side, runs in results.items():
             summary[side] = {
