@@ -156,6 +156,7 @@ class Options:
     ``host_root``); "direct" mounts the vault while PID 1 still has the host's root."""
 
     hold: bool = False
+    hold_payload: bool = False
     close_vault: bool = False
     inspect_daemon_root: bool = False
     layout: str = "oldroot"
@@ -241,6 +242,7 @@ def _pid1(
 ) -> int:
     report, release = pipes
     prctl.set_pdeathsig(signal.SIGKILL)  # what the real runtime does: die with the launcher
+    prctl.set_dumpable(False)  # and it makes PID 1 non-dumpable
     mnt.make_private_recursive("/")
     host_root = "/"
     new_root = root
@@ -295,8 +297,13 @@ def _pid1(
         child = os.fork()
         if child == 0:
             try:
+                prctl.set_dumpable(True)  # a real payload is exec'd: dumpable again
                 _drop_all_caps()
                 _send(report, {"payload": payload()})
+                if options.hold_payload:
+                    _send(report, {"holding": True})
+                    while os.read(release, 1):
+                        pass
             except BaseException as e:  # noqa: BLE001
                 _send(report, {"payload_error": repr(e)})
             finally:
@@ -363,9 +370,24 @@ def processes_in_mount_ns(inodes: set[int]) -> list[int]:
     return out
 
 
-def children_of(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(p) for p in f.read().split()]
+def children_of(pid: int) -> tuple[list[int], list[int]]:
+    """(gocryptfs, others): host pids whose parent is ``pid`` (PID 1 is non-dumpable, so its
+    own /proc entries are closed to us; its children's status files are not)."""
+    daemons: list[int] = []
+    others: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                ppid = [int(ln.split()[1]) for ln in f if ln.startswith("PPid:")][0]
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv0 = f.read().split(b"\0")[0]
+        except (OSError, IndexError):
+            continue
+        if ppid == pid:
+            (daemons if argv0.endswith(b"gocryptfs") else others).append(int(entry))
+    return daemons, others
 
 
 def host_mountinfo_mentions(path: Path) -> list[str]:
@@ -516,10 +538,11 @@ def test_nothing_left_after_the_sandbox_ends(
     assert sb.next().get("mounted") is True, sb.messages
     sb.next()
     assert sb.next() == {"holding": True}
-    daemons = children_of(sb.pid1_host)
+    daemons, _ = children_of(sb.pid1_host)
     assert len(daemons) == 1 and gocryptfs_processes(cipherdir) == daemons
-    namespaces = {os.stat(f"/proc/{p}/ns/mnt").st_ino for p in (sb.pid1_host, *daemons)}
-    assert len(namespaces) == 2  # gocryptfs has a mount namespace of its own
+    # The launcher shares PID 1's mount namespace; gocryptfs has one of its own.
+    namespaces = {os.stat(f"/proc/{p}/ns/mnt").st_ino for p in (sb.launcher, *daemons)}
+    assert len(namespaces) == 2
 
     assert sb.wait() == 0
     assert gocryptfs_processes(cipherdir) == []
@@ -542,9 +565,9 @@ def test_nothing_left_after_the_launcher_is_sigkilled(
     assert sb.next().get("mounted") is True, sb.messages
     sb.next()
     assert sb.next() == {"holding": True}
-    daemons = children_of(sb.pid1_host)
+    daemons, _ = children_of(sb.pid1_host)
     assert gocryptfs_processes(cipherdir) == daemons != []
-    namespaces = {os.stat(f"/proc/{p}/ns/mnt").st_ino for p in (sb.pid1_host, *daemons)}
+    namespaces = {os.stat(f"/proc/{p}/ns/mnt").st_ino for p in (sb.launcher, *daemons)}
 
     sb.kill_launcher()
     assert sb.launcher_status == -signal.SIGKILL
@@ -792,28 +815,73 @@ def test_gocryptfs_root_holds_no_host_tree(
 def test_host_process_of_same_uid_cannot_read_the_vault_through_proc_root(
     cipherdir: Path, tmp_path: Path, sandboxes: list[Sandbox]
 ) -> None:
-    """A same-uid host process can walk into the sandbox's root via /proc/<pid>/root; the FUSE
-    view itself must still refuse it (allow_other limits it to the sandbox's user namespace)."""
+    """A same-uid host process can walk into the sandbox's root via /proc/<payload>/root (the
+    payload is dumpable); the FUSE view itself must still refuse it (allow_other limits it to
+    processes in the sandbox's user namespace)."""
     sb = start_sandbox(
         vault.prepare(f"{cipherdir}:{MOUNTPOINT}"),
         PASSWORD,
         tmp_path / "root",
         _write_secret,
-        Options(hold=True),
+        Options(hold_payload=True),
     )
     sandboxes.append(sb)
     assert sb.next().get("mounted") is True, sb.messages
     assert sb.next()["payload"] == {"read_back": True, "listing": [SECRET_NAME]}
     assert sb.next() == {"holding": True}
-    via_proc = f"/proc/{sb.pid1_host}/root{MOUNTPOINT}"
+    _, (payload_pid,) = children_of(sb.pid1_host)
+    via_proc = f"/proc/{payload_pid}/root{MOUNTPOINT}"
     # Control: the path does reach into the sandbox's root ...
-    assert stat.S_ISDIR(os.lstat(f"/proc/{sb.pid1_host}/root/home/user").st_mode)
+    assert stat.S_ISDIR(os.lstat(f"/proc/{payload_pid}/root/home/user").st_mode)
     # ... but the decrypted view refuses a process outside the sandbox's user namespace.
     with pytest.raises(PermissionError):
         os.listdir(via_proc)
     with pytest.raises(PermissionError):
         open(os.path.join(via_proc, SECRET_NAME), "rb").close()
     assert sb.wait() == 0
+
+
+def test_known_limit_same_uid_process_can_setns_into_the_sandbox(
+    cipherdir: Path, tmp_path: Path, sandboxes: list[Sandbox]
+) -> None:
+    """Documented exposure (docs/vault.md): a host process of the same user may open
+    /proc/<payload>/ns/* (the payload is dumpable: it was exec'd) and, owning the sandbox's user
+    namespace, join it; inside, the vault is readable. Yama would not stop this: it governs
+    ptrace attach, not these opens. If this test starts failing, update the doc."""
+    sb = start_sandbox(
+        vault.prepare(f"{cipherdir}:{MOUNTPOINT}"),
+        PASSWORD,
+        tmp_path / "root",
+        _write_secret,
+        Options(hold_payload=True),
+    )
+    sandboxes.append(sb)
+    assert sb.next().get("mounted") is True, sb.messages
+    assert sb.next()["payload"] == {"read_back": True, "listing": [SECRET_NAME]}
+    assert sb.next() == {"holding": True}
+    _, (payload_pid,) = children_of(sb.pid1_host)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        out = b"setns failed"
+        try:
+            user = os.open(f"/proc/{payload_pid}/ns/user", os.O_RDONLY)
+            mount_ns = os.open(f"/proc/{payload_pid}/ns/mnt", os.O_RDONLY)
+            userns.setns(user, userns.CLONE_NEWUSER)
+            userns.setns(mount_ns, userns.CLONE_NEWNS)
+            with open(os.path.join(MOUNTPOINT, SECRET_NAME), "rb") as f:
+                out = f.read()
+        except BaseException as e:  # noqa: BLE001
+            out = repr(e).encode()
+        finally:
+            os.write(w, out)
+            os._exit(0)
+    os.close(w)
+    got = os.read(r, 4096)
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert sb.wait() == 0
+    assert got == SECRET_DATA
 
 
 # --- vault init -------------------------------------------------------------------------------
