@@ -847,7 +847,8 @@ def test_known_limit_same_uid_process_can_setns_into_the_sandbox(
     """Documented exposure (docs/vault.md): a host process of the same user may open
     /proc/<payload>/ns/* (the payload is dumpable: it was exec'd) and, owning the sandbox's user
     namespace, join it; inside, the vault is readable. Yama would not stop this: it governs
-    ptrace attach, not these opens. If this test starts failing, update the doc."""
+    ptrace attach, not these opens. The same user may also ptrace gocryptfs. If this test
+    starts failing, update the doc."""
     sb = start_sandbox(
         vault.prepare(f"{cipherdir}:{MOUNTPOINT}"),
         PASSWORD,
@@ -880,8 +881,19 @@ def test_known_limit_same_uid_process_can_setns_into_the_sandbox(
     got = os.read(r, 4096)
     os.close(r)
     os.waitpid(pid, 0)
+    # gocryptfs is non-dumpable, but it was exec'd in the sandbox's user namespace, which this
+    # user owns: ptrace (hence its memory and the master key) is open to the same user.
+    (daemon,), _ = children_of(sb.pid1_host)
+    seizer = os.fork()
+    if seizer == 0:
+        ptrace = libc.ptrace
+        ptrace.restype = ctypes.c_long
+        ok = ptrace(ctypes.c_long(0x4206), ctypes.c_long(daemon), None, None) == 0  # SEIZE
+        os._exit(0 if ok else 1)  # exiting detaches
+    _, raw = os.waitpid(seizer, 0)
     assert sb.wait() == 0
     assert got == SECRET_DATA
+    assert os.waitstatus_to_exitcode(raw) == 0
 
 
 # --- vault init -------------------------------------------------------------------------------
