@@ -15,6 +15,7 @@ COMMANDS = {
     "plan": "ringfence.commands.plan",
     "profiles": "ringfence.commands.profiles",
     "vault": "ringfence.commands.vault",
+    "audit": "ringfence.commands.audit",
 }
 
 
