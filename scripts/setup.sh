@@ -14,7 +14,8 @@
 set -euo pipefail
 
 # Debian packages ringfence needs at run time, plus what the tests and benchmarks cross-check
-# against (bubblewrap, hyperfine). Add to this list; keep it in one place.
+# against (bubblewrap, hyperfine); file, gcc and libc6-dev are for the ELF-closure tests, which
+# build small programs. Add to this list; keep it in one place.
 PACKAGES=(
     python3 python3-venv
     bubblewrap
@@ -23,6 +24,7 @@ PACKAGES=(
     libseccomp2
     iproute2 openssl procps util-linux
     hyperfine
+    file gcc libc6-dev
 )
 
 # Test and lint tools, pinned so that a new release on PyPI cannot break CI overnight.
