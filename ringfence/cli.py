@@ -16,6 +16,7 @@ COMMANDS = {
     "profiles": "ringfence.commands.profiles",
     "vault": "ringfence.commands.vault",
     "void": "ringfence.commands.void",
+    "void": "ringfence.commands.void",
     "audit": "ringfence.commands.audit",
     "start": "ringfence.commands.session",
     "enter": "ringfence.commands.session",
