@@ -16,13 +16,7 @@ COMMANDS = {
     "profiles": "ringfence.commands.profiles",
     "vault": "ringfence.commands.vault",
     "void": "ringfence.commands.void",
-    "void": "ringfence.commands.void",
     "audit": "ringfence.commands.audit",
-    "start": "ringfence.commands.session",
-    "enter": "ringfence.commands.session",
-    "ls": "ringfence.commands.session",
-    "stop": "ringfence.commands.session",
-    "add": "ringfence.commands.session",
 }
 
 
@@ -44,11 +38,9 @@ class _Parser:
         sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=Parser)
         import importlib
 
-        done: set[str] = set()
         for name, module in COMMANDS.items():
-            if (only is not None and name != only) or module in done:
+            if only is not None and name != only:
                 continue
-            done.add(module)
             try:
                 importlib.import_module(module).register(sub)
             except ModuleNotFoundError:
