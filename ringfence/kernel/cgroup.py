@@ -575,6 +575,38 @@ def create(
     return handle
 
 
+def follow(target: int, pid: int, root: str = "/") -> list[str]:
+    """Move ``pid`` into the sandbox cgroups that ``target`` is in; returns them.
+
+    For ``ringfence enter``: a process joining a running sandbox must be bounded by the same
+    TasksMax/MemoryMax/CPUQuota as the sandbox's PID 1 (``target``); call it before the joiner
+    runs anything. Only cgroups made by :func:`create` (a ``ringfence/`` component) are joined.
+    """
+    base = root.rstrip("/")
+    mounts = _mounts(_read(base + "/proc/self/mountinfo"))
+    joined: list[str] = []
+    for line in _read(f"{base}/proc/{target}/cgroup").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3 or f"/{GROUP}/" not in parts[2] + "/":
+            continue
+        names = set(parts[1].split(",")) if parts[1] else set()
+        for mount in mounts:
+            if (mount.fstype == "cgroup2") != (not names) or (names and not names & mount.options):
+                continue
+            cg = _join(base, mount, parts[2])
+            if cg is not None and cg not in joined and os.path.isdir(cg):
+                try:
+                    _write(cg + "/cgroup.procs", str(pid))
+                except KernelError as e:
+                    raise SandboxError(
+                        f"cannot move pid {pid} into the sandbox's cgroup {cg}: "
+                        f"{os.strerror(e.errno)}"
+                    ) from None
+                joined.append(cg)
+            break
+    return joined
+
+
 def _mkdir_group(parent: str, leaf: str) -> str:
     group = os.path.join(parent, GROUP)
     for _ in range(3):

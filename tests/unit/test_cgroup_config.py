@@ -403,3 +403,24 @@ def test_stale_cgroups_of_dead_launchers_are_removed(tmp_path: Path):
     (stale / "cgroup.procs").unlink()  # rmdir on a plain fs needs an empty directory
     assert cgroup.clean_stale(str(group)) == [str(stale)]
     assert not stale.exists() and busy.exists() and live.exists() and foreign.exists()
+
+
+def test_follow_moves_a_joiner_into_the_sandbox_cgroups_only(hybrid: Path):
+    base = hybrid / "sys/fs/cgroup"
+    leaf = f"{cgroup.GROUP}/77.x"
+    cgroupdir(base / "pids" / leaf, v2=False)
+    cgroupdir(base / "memory/box/42" / leaf, v2=False)
+    write(hybrid / "proc/4000/cgroup", f"8:pids:/{leaf}\n4:memory:/box/42/{leaf}\n1:cpu:/\n0::/\n")
+    joined = cgroup.follow(4000, 4001, root=str(hybrid))
+    assert joined == [f"{base}/pids/{leaf}", f"{base}/memory/box/42/{leaf}"]
+    assert (base / "pids" / leaf / "cgroup.procs").read_text() == "4001"
+    assert (base / "cpu/cgroup.procs").read_text() == ""  # not a sandbox cgroup: untouched
+
+
+def test_follow_v2(unified: Path):
+    sandbox = f"{USER_SCOPE}/{cgroup.GROUP}/77.x"
+    cgroupdir(unified / ("sys/fs/cgroup" + sandbox))
+    write(unified / "proc/4000/cgroup", f"0::{sandbox}\n")
+    assert cgroup.follow(4000, 4001, root=str(unified)) == [f"{unified}/sys/fs/cgroup{sandbox}"]
+    write(unified / "proc/4002/cgroup", f"0::{USER_SCOPE}\n")
+    assert cgroup.follow(4002, 4001, root=str(unified)) == []
