@@ -17,6 +17,7 @@ COMMANDS = {
     "vault": "ringfence.commands.vault",
     "void": "ringfence.commands.void",
     "audit": "ringfence.commands.audit",
+    "probe": "ringfence.commands.probe",
 }
 
 
