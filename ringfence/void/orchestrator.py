@@ -358,7 +358,7 @@ class Orchestrator:
                 elif isinstance(arg, MessageRef):
                     assert msg is not None
                     if arg.part == "data":
-                        argv.append(os.fsdecode(msg.data))
+                        argv.append(os.fsdecode(self._as_argv(ep, msg.data)))
                     else:
                         for fd in msg.fds:
                             fd_map[next_fd] = fd
@@ -415,6 +415,13 @@ class Orchestrator:
         if self.verbose:
             self.log(f"started {void.label()} (sandbox pid {launch.init_pid})")
         return void
+
+    def _as_argv(self, ep: Entrypoint, data: bytes) -> bytes:
+        """A line's newline belongs to the stream, not to an argv string: leave it out there."""
+        t = ep.trigger
+        if t.kind == "pipe" and self.spec.pipes[str(t.name)].framing == "line":
+            return data[:-1] if data.endswith(b"\n") else data
+        return data
 
     def _fd_for(self, ep: Entrypoint, field: str, ref: Arg | Stdio, temps: list[int]) -> int:
         if isinstance(ref, FileRef):

@@ -15,7 +15,7 @@ A spec, in TOML (JSON has the same shape)::
     [vars]                        # defaults; `ringfence void --var name=value` overrides
     address = "127.0.0.1:8443"
 
-    [pipes.chunks]                # framing: line (default) | packet | length
+    [pipes.chunks]                # framing: line (default) | packet | length, see PipeDecl
     [sockets.conns]               # a unix socket pair (seqpacket; carries fds)
     [listeners.https]             # a TCP listener bound by the orchestrator
     address = "${address}"
@@ -165,6 +165,12 @@ class Entrypoint:
 
 @dataclass(frozen=True)
 class PipeDecl:
+    """A pipe. When a trigger reads it, ``framing`` cuts the byte stream into messages:
+    "line" (one line, its newline included; left out when the message is an argv string),
+    "packet" (a packet-mode pipe, pipe2(O_DIRECT): each write of up to 4096 bytes is one
+    message, a longer write is several), "length" (a 4-byte big-endian length, then the bytes).
+    A message longer than ``max_message`` is dropped and reported."""
+
     name: str
     framing: str = "line"
     max_message: int = 1 << 20
