@@ -711,34 +711,50 @@ _LIMIT_CREDIT = (
     ("LimitNOFILE", 0.1),
     ("LimitFSIZE", 0.1),
     ("LimitCORE", 0.1),
+    ("TasksMax", 0.4),
+    ("MemoryMax", 0.3),
+    ("CPUQuota", 0.1),
 )
+_LIMIT_GROUP = {
+    "LimitNPROC": "tasks",
+    "TasksMax": "tasks",
+    "LimitAS": "memory",
+    "LimitDATA": "memory",
+    "LimitRSS": "memory",
+    "MemoryMax": "memory",
+}
 
 
 @_item(
     "Limits",
     5,
-    "the host's resources: fork bombs, memory, file descriptors, disk (Limit*= rlimits)",
+    "the host's resources: fork bombs, memory, file descriptors, disk (Limit*= rlimits, "
+    "TasksMax=, MemoryMax=)",
 )
 def _limits(c: _Ctx) -> tuple[float, str]:
     import resource
 
     set_ = {
-        lim.key: lim
+        lim.key: lim.describe()
         for lim in c.plan.limits
         if getattr(lim, "hard", resource.RLIM_INFINITY) != resource.RLIM_INFINITY
     }
+    cgroup = getattr(c.plan, "cgroup", None)
+    if cgroup is not None:
+        set_.update(cgroup.keys())
     if not set_:
         return 1.0, "none set"
     credit = 0.0
     counted: set[str] = set()
     for key, value in _LIMIT_CREDIT:
         if key in set_:
-            # Memory limits overlap: count the best of AS/DATA/RSS once.
-            group = "mem" if key in ("LimitAS", "LimitDATA", "LimitRSS") else key
+            # Overlapping limits count once: processes (NPROC/TasksMax), memory (AS/DATA/RSS/
+            # MemoryMax).
+            group = _LIMIT_GROUP.get(key, key)
             if group not in counted:
                 counted.add(group)
                 credit += value
-    return max(0.0, 1.0 - credit), ", ".join(f"{k}={v.describe()}" for k, v in set_.items())
+    return max(0.0, 1.0 - credit), ", ".join(f"{k}={v}" for k, v in set_.items())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -887,7 +887,7 @@ def _c_fork_limit(cfg: dict[str, Any]) -> tuple[str, str]:
     if not cfg.get("heavy"):
         return NA, "not run (needs --heavy)"
     if not limit:
-        return NA, "no LimitNPROC= set: a fork bomb is not bounded by this profile"
+        return NA, "no LimitNPROC= or TasksMax= set: a fork bomb is not bounded by this profile"
     children = 0
     try:
         for _ in range(int(limit) + 16):
@@ -898,7 +898,7 @@ def _c_fork_limit(cfg: dict[str, Any]) -> tuple[str, str]:
             children += 1
     except OSError as e:
         return BLOCKED, f"fork failed with {_en(e.errno)} after {children} children (limit {limit})"
-    return EXPOSED, f"{children} children forked past LimitNPROC={limit}"
+    return EXPOSED, f"{children} children forked past the limit of {limit}"
 
 
 def _c_selftest_hang(cfg: dict[str, Any]) -> tuple[str, str]:
@@ -1207,8 +1207,23 @@ def _env_claim(plan: Plan, facts: HostFacts) -> str | None:
     return "PassEnvironment" if CANARY_VAR in plan.profile.pass_environment else None
 
 
+def process_limit(plan: Plan) -> int | None:
+    """The lowest bound on the sandbox's processes: LimitNPROC= or the cgroup's TasksMax=."""
+    import resource
+
+    bounds = [
+        int(lim.soft)
+        for lim in plan.limits
+        if getattr(lim, "key", "") == "LimitNPROC" and lim.soft != resource.RLIM_INFINITY
+    ]
+    tasks = getattr(getattr(plan, "cgroup", None), "tasks_max", None)
+    if isinstance(tasks, int):
+        bounds.append(tasks)
+    return min(bounds) if bounds else None
+
+
 def _nproc_claim(plan: Plan, facts: HostFacts) -> str | None:
-    return None
+    return None  # without a limit the check is N/A, never exposed
 
 
 def _kallsyms_claim(plan: Plan, facts: HostFacts) -> str | None:
@@ -1317,7 +1332,7 @@ CHECKS: tuple[Check, ...] = (
     Check("dmi", _D, "read DMI identifiers under /sys/class/dmi", _sysfs_claim),
     Check("mac-addresses", _D, "read the host's MAC addresses", _ns_claim("net", "--net host")),
     Check("env-leak", _D, "read a secret from the caller's environment", _env_claim),
-    Check("fork-limit", _R, "fork past LimitNPROC= (only with --heavy)", _nproc_claim),
+    Check("fork-limit", _R, "fork past LimitNPROC=/TasksMax= (only with --heavy)", _nproc_claim),
 )
 
 _HANG = Check("selftest-hang", _R, "a check that never returns (tests only)", _always)
@@ -1594,7 +1609,8 @@ def prepare(
     token = os.urandom(8).hex()
     uid = os.getuid()
     facts = HostFacts(home=home, uid=uid, hostname=os.uname().nodename, token=token)
-    checks = [c.name for c in CHECKS] + ([_HANG.name] if hang else [])
+    # An injected hang goes first, so the run shows that the checks after it still happen.
+    checks = ([_HANG.name] if hang else []) + [c.name for c in CHECKS]
     if only:
         unknown = sorted(set(only) - set(checks))
         if unknown:
@@ -1715,10 +1731,9 @@ def run_probe(
             raise ProfileError(
                 f"probe: {PYTHON} is not reachable inside this sandbox (profile "
                 f"{plan.profile.name} binds no /usr)",
-                "add --ro-bind /usr /usr --symlink usr/lib64 /lib64, or use --profile strict",
+                "add --ro-bind /usr /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64, or use --profile strict",
             )
-        nproc = [lim for lim in plan.limits if getattr(lim, "key", "") == "LimitNPROC"]
-        facts.config["nproc_limit"] = nproc[0].soft if nproc else None
+        facts.config["nproc_limit"] = process_limit(plan)
         facts.config["pass_fds"] = list(plan.pass_fds)
         plan.argv = (PYTHON, "-I", "-S", "-c", inside_source(), json.dumps(facts.config))
         raw, stderr = _launch(plan, args, fx, deadline * (len(facts.config["checks"]) + 2) + 20)
@@ -1750,7 +1765,7 @@ def _launch(
         if e.exit_code in (126, 127):
             raise ProfileError(
                 f"probe: {PYTHON} cannot run inside this sandbox ({e})",
-                "add --ro-bind /usr /usr --symlink usr/lib64 /lib64, or use --profile strict",
+                "add --ro-bind /usr /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64, or use --profile strict",
             ) from None
         raise
     finally:
