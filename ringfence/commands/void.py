@@ -85,8 +85,8 @@ def _wiring(spec: Spec) -> list[str]:
         w = next((e.describe() for e in ends if e.end == "write"), "?")
         lines.append(f"pipe      {name}: {w} -> {r}  (framing {p.framing}, max {p.max_message} B)")
     for name, s in spec.sockets.items():
-        ends = " <-> ".join(e.describe() for e in uses.get(("socket", name), []))
-        lines.append(f"socket    {name}: {ends}  ({s.type}, up to {s.max_fds} fds per message)")
+        pair = " <-> ".join(e.describe() for e in uses.get(("socket", name), []))
+        lines.append(f"socket    {name}: {pair}  ({s.type}, up to {s.max_fds} fds per message)")
     for name, lsn in spec.listeners.items():
         lines.append(f"listener  {name}: TCP {lsn.describe()} (backlog {lsn.backlog})")
     return lines
