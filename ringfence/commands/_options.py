@@ -105,6 +105,14 @@ def add_sandbox_options(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="set any profile key, e.g. --set ProtectHome=read-only",
     )
+    g.add_argument(
+        "--add-binary",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="bind PATH and its ELF closure (loader, libraries, their symlinks) read-only; "
+        "with --profile void the program needs nothing else",
+    )
     try:
         from .vault import add_vault_options
 
@@ -174,6 +182,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
             add(key, *str(value).split(","))
         else:
             o[key] = value
+    for path in getattr(args, "add_binary", []):
+        from ..void.spec import closure_keys
+
+        for key, values in closure_keys(path).items():
+            add(key, *(v for v in values if v not in o.get(key, [])))
     return o
 
 
