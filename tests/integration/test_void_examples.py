@@ -668,3 +668,25 @@ def test_pipeline_ends_when_its_writers_are_done(
     r = void(spec, input=b"1\n2\n3\n", env=nothing_left_behind)
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"1\n2\n3\n"
+
+
+# --- the ELF closure from `ringfence run` ---------------------------------------------------
+
+
+def test_run_profile_void_with_add_binary_runs_the_program_and_nothing_else() -> None:
+    data = b"the same closure, from ringfence run\n"
+    r = subprocess.run(
+        [PYTHON, "-m", "ringfence", "run", "--profile", "void", "--add-binary", "/usr/bin/gzip",
+         "--", "/usr/bin/gzip", "-c"],
+        input=data, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == subprocess.run(["gzip", "-c"], input=data, capture_output=True).stdout
+    r = subprocess.run(
+        [PYTHON, "-m", "ringfence", "run", "--profile", "void", "--add-binary", "/bin/sh",
+         "--", "/bin/sh", "-c", "echo /* /usr/*; read x < /etc/passwd"],
+        stdin=subprocess.DEVNULL, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert r.stdout.split() == [b"/bin", b"/lib", b"/lib64", b"/usr", b"/usr/bin", b"/usr/lib",
+                                b"/usr/lib64"]  # fmt: skip
+    assert r.returncode != 0 and b"cannot open /etc/passwd: No such file" in r.stderr
