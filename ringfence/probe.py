@@ -1736,6 +1736,8 @@ def run_probe(
         facts.config["nproc_limit"] = process_limit(plan)
         facts.config["pass_fds"] = list(plan.pass_fds)
         plan.argv = (PYTHON, "-I", "-S", "-c", inside_source(), json.dumps(facts.config))
+        if not getattr(args, "chdir", None):
+            plan.cwd = "/"  # the probe needs no working directory; the home may not exist
         raw, stderr = _launch(plan, args, fx, deadline * (len(facts.config["checks"]) + 2) + 20)
         _finish_writes(raw, facts)
         results = verdicts(plan, facts, raw, accept_allowed)
