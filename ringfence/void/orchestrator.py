@@ -58,6 +58,7 @@ _FILE_FLAGS = {
     "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
     "rw": os.O_RDWR | os.O_CREAT,
 }
+STOP_GRACE = 10.0  # seconds a void has to exit after the stop signal is forwarded, then SIGKILL
 QUEUE_MAX = 64  # messages waiting per trigger before the orchestrator stops reading its source
 _READ_CHUNK = 1 << 16
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -171,6 +172,7 @@ class Orchestrator:
         self.verbose = verbose
         self.status = 0
         self.stop_signal = 0
+        self._stop_deadline = 0.0
         self.ends: dict[tuple[str, str], int] = {}  # (entrypoint, field) -> our fd for it
         self.files: dict[tuple[str, str], int] = {}
         self.holders: dict[int, set[str]] = {}  # fd -> entrypoints that will still pass it
@@ -216,12 +218,21 @@ class Orchestrator:
             self._teardown()
 
     def _loop(self) -> None:
+        import time
+
         assert self.sel is not None
         while True:
             self._pump()
             if not self.voids and all(t.done or self.stop_signal for t in self.triggers.values()):
                 return
-            for key, _mask in self.sel.select():
+            timeout = None
+            if self.stop_signal:
+                timeout = self._stop_deadline - time.monotonic()
+                if timeout <= 0:  # a part ignored the signal: it does not get to stay
+                    for void in self.voids.values():
+                        void.launch.kill()
+                    timeout = None
+            for key, _mask in self.sel.select(timeout):
                 kind, obj = key.data
                 if kind == "wake":
                     self._on_wake()
@@ -654,7 +665,10 @@ class Orchestrator:
                 for void in self.voids.values():
                     void.launch.kill()
                 continue
+            import time
+
             self.stop_signal = sig
+            self._stop_deadline = time.monotonic() + STOP_GRACE
             for t in self.triggers.values():
                 if t.fd >= 0:
                     self._close_trigger(t)
