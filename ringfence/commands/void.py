@@ -93,7 +93,7 @@ def _wiring(spec: Spec) -> list[str]:
 
 
 def _fds(c: Compiled) -> list[tuple[str, str]]:
-    from ..void.spec import FileRef, Inherit, MessageRef, describe_ref
+    from ..void.spec import FileRef, Inherit, MessageRef, Text, describe_ref
 
     ep = c.entrypoint
     out = []
@@ -107,13 +107,15 @@ def _fds(c: Compiled) -> list[tuple[str, str]]:
         elif isinstance(ref, FileRef) and ep.trigger.kind != "startup":
             what += "; opened afresh for each void"
         out.append((str(n), f"{field}: {what}"))
-    static = ep.fd_args()
-    for fd, arg in static:
-        i = list(ep.args).index(arg)
-        out.append((str(fd), f"args[{i}]: {describe_ref(arg)}"))
+    first_message_fd = 3 + len(ep.fd_args())
+    fd = 3
     for i, arg in enumerate(ep.args):
-        if isinstance(arg, MessageRef) and arg.part == "fds":
-            out.append((f"{3 + len(static)}..", f"args[{i}]: the fds the message carried"))
+        if isinstance(arg, MessageRef):
+            if arg.part == "fds":
+                out.append((f"{first_message_fd}..", f"args[{i}]: the fds the message carried"))
+        elif not isinstance(arg, Text):
+            out.append((str(fd), f"args[{i}]: {describe_ref(arg)}"))
+            fd += 1
     return out
 
 
