@@ -727,7 +727,9 @@ def _c_fd_leak(cfg: dict[str, Any]) -> tuple[str, str]:
     extra = sorted(set(start) - set(cfg.get("pass_fds", ())))
     if extra:
         return EXPOSED, f"fds open at start that were not passed: {extra}"
-    return BLOCKED, f"only 0-2 open at start (the host's fd {leak['fd']} is not)"
+    passed = sorted(set(start) & set(cfg.get("pass_fds", ())))
+    shown = "0-2" + (f" and the passed {passed}" if passed else "")
+    return BLOCKED, f"only {shown} open at start (the host's fd {leak['fd']} is not)"
 
 
 # -- network ---------------------------------------------------------------------------------
@@ -1043,8 +1045,15 @@ def _isolated(
 
 
 def _inside_main(argv: list[str]) -> int:
-    cfg = json.loads(argv[1])
-    cfg["_start_fds"] = _open_fds()  # before this program opens anything
+    # The configuration comes on an fd ("fd:N"), not in argv: a command line is readable by
+    # every user of the host, and the configuration names the caller's files. (Tests may pass
+    # the JSON itself.)
+    if argv[1].startswith("fd:"):
+        with os.fdopen(int(argv[1][3:]), "rb") as f:
+            cfg = json.loads(f.read())
+    else:
+        cfg = json.loads(argv[1])
+    cfg["_start_fds"] = _open_fds()  # before this program opens anything else
     deadline = float(cfg.get("deadline", 2.0))
     for name in cfg["checks"]:
         check = _INSIDE_CHECKS.get(name)
@@ -1519,6 +1528,11 @@ def _listdir(path: str) -> list[str] | None:
         return None
 
 
+def _some(names: list[str] | None, most: int = 64) -> list[str] | None:
+    # Enough names to recognise a directory, few enough for the configuration pipe's buffer.
+    return None if names is None else names[:most]
+
+
 def _read_text(path: str) -> str | None:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -1632,9 +1646,9 @@ def prepare(
         "checks": checks,
         "home": home,
         "home_canary": fx.home_canary(home, token),
-        "home_entries": _listdir(home),
-        "ssh_entries": ssh,
-        "root_entries": _listdir("/root"),
+        "home_entries": _some(_listdir(home)),
+        "ssh_entries": _some(ssh),
+        "root_entries": _some(_listdir("/root")),
         "write_marker": write_marker,
         "tmp_marker": fx.marker("/tmp", token),
         "shm_marker": fx.marker("/dev/shm", token),
@@ -1735,10 +1749,12 @@ def run_probe(
             )
         facts.config["nproc_limit"] = process_limit(plan)
         facts.config["pass_fds"] = list(plan.pass_fds)
-        plan.argv = (PYTHON, "-I", "-S", "-c", inside_source(), json.dumps(facts.config))
+        config_fd = max([3, *(fd + 1 for fd in plan.pass_fds)])
+        plan.argv = (PYTHON, "-I", "-S", "-c", inside_source(), f"fd:{config_fd}")
         if not getattr(args, "chdir", None):
             plan.cwd = "/"  # the probe needs no working directory; the home may not exist
-        raw, stderr = _launch(plan, args, fx, deadline * (len(facts.config["checks"]) + 2) + 20)
+        overall = deadline * (len(facts.config["checks"]) + 2) + 20
+        raw, stderr = _launch(plan, args, fx, overall, facts.config, config_fd)
         _finish_writes(raw, facts)
         results = verdicts(plan, facts, raw, accept_allowed)
         return ProbeReport(plan.profile.name, results, accept_allowed, stderr)
@@ -1749,7 +1765,7 @@ def _terminate(sig: int, frame: object) -> None:
 
 
 def _launch(
-    plan: Plan, args: Any, fx: Fixtures, overall: float
+    plan: Plan, args: Any, fx: Fixtures, overall: float, config: dict[str, Any], config_fd: int
 ) -> tuple[dict[str, tuple[str, str]], str]:
     from .commands.run import read_passwords
     from .errors import ProfileError, RingfenceError
@@ -1760,7 +1776,15 @@ def _launch(
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     fx.on_close(lambda: _close_quietly(out_r))
     fx.on_close(lambda: _close_quietly(err_r))
-    launch = Launch(plan, stdio=(0, out_w, err_w), passwords=passwords)
+    cfg_r, cfg_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        data = json.dumps(config).encode()
+        if len(data) > 60000:  # a pipe holds 64 KiB; the lists in it are capped well below
+            raise ProfileError("probe: the configuration for the sandbox is too large")
+        os.write(cfg_w, data)
+    finally:
+        os.close(cfg_w)
+    launch = Launch(plan, stdio=(0, out_w, err_w), fd_map={config_fd: cfg_r}, passwords=passwords)
     try:
         launch.start()
     except RingfenceError as e:
@@ -1773,6 +1797,7 @@ def _launch(
     finally:
         os.close(out_w)
         os.close(err_w)
+        os.close(cfg_r)
     raw: dict[str, tuple[str, str]] = {}
     chunks = {out_r: b"", err_r: b""}
     end = time.monotonic() + overall

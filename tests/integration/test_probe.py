@@ -204,7 +204,7 @@ def test_hanging_check_is_a_verdict_and_the_probe_completes(clean_host: None) ->
     assert results["host-tmp"]["result"] == "BLOCKED"
 
 
-def test_terminated_probe_removes_what_it_planted() -> None:
+def test_terminated_probe_removes_what_it_planted_and_hides_its_config() -> None:
     before_files, before_shm = planted(), my_shm_segments()
     proc = subprocess.Popen(
         [PYTHON, "-m", "ringfence", "probe", "--test-inject-hang", "--deadline", "60",
@@ -213,7 +213,13 @@ def test_terminated_probe_removes_what_it_planted() -> None:
     )  # fmt: skip
     try:
         assert wait_until(lambda: bool(pids_with(INSIDE)), timeout=30), "the probe never started"
-        assert planted() - before_files, "the probe planted nothing"
+        new = planted() - before_files
+        assert new, "the probe planted nothing"
+        # The configuration names the caller's files: it travels on an fd, never in a command
+        # line that every user of the host can read.
+        token = next(iter(new)).rsplit("-", 1)[-1]
+        for pid in pids_with(INSIDE):
+            assert token not in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     finally:
