@@ -27,6 +27,12 @@ A spec, in TOML (JSON has the same shape)::
             { socket = "conns" }]  # fds are placed at 3, 4, ... and their numbers put in argv
     filesystem = ["tls.py:/app/tls.py", "/usr/lib/python3.11"]  # HOST[:DEST[:rw]]
     stdin = "null"                # inherit | null | message | {file=..} | {pipe=..} | {socket=..}
+    limits = { LimitNOFILE = 256 }  # resource limits only (rlimits, cgroup limits)
+
+Other entrypoint fields: stdout/stderr (default "inherit"), tmpfs (fresh writable tmpfs
+mounts), hostname (default "void"), proc (a /proc of its own, default false), libraries
+(dlopen()ed libraries for the ELF closure), environment, workdir, parallel (voids at once for a
+triggered entrypoint, default 1), description.
 
 Relative host paths are relative to the spec's directory and may not leave it.
 """
@@ -149,6 +155,7 @@ class Entrypoint:
     environment: tuple[str, ...] = ()  # NAME=VALUE
     workdir: str | None = None
     parallel: int = 1  # triggered entrypoints: how many voids may run at once
+    limits: tuple[tuple[str, object], ...] = ()  # LimitNOFILE=..., MemoryMax=... (profile keys)
     description: str = ""
 
     def fd_args(self) -> list[tuple[int, Arg]]:
@@ -487,7 +494,8 @@ class _Reader:
 
         keys = (
             "binary", "args", "trigger", "stdin", "stdout", "stderr", "filesystem", "tmpfs",
-            "hostname", "proc", "libraries", "environment", "workdir", "parallel", "description",
+            "hostname", "proc", "libraries", "environment", "workdir", "parallel", "limits",
+            "description",
         )  # fmt: skip
         for key in d:
             if key not in keys:
@@ -530,6 +538,7 @@ class _Reader:
         parallel = _int(where("parallel"), d, 1, 1, 256, key="parallel")
         if "parallel" in d and trigger.kind == "startup":
             raise SpecError(f"{where('parallel')}: only triggered entrypoints start many voids")
+        limits = _limits(where("limits"), d.get("limits", {}))
         description = d.get("description", "")
         return Entrypoint(
             name=name,
@@ -547,6 +556,7 @@ class _Reader:
             environment=environment,
             workdir=workdir,
             parallel=parallel,
+            limits=limits,
             description=description if isinstance(description, str) else "",
         )
 
@@ -691,6 +701,30 @@ def _environment(where: str, value: object) -> tuple[str, ...]:
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or "\0" in item:
             raise SpecError(f"{where}: {item!r}: expected NAME=VALUE")
     return tuple(items)
+
+
+def limit_keys() -> tuple[str, ...]:
+    """Profile keys a spec may set per entrypoint: resource limits only (they can only take
+    away), the rlimits and whichever cgroup limits this ringfence knows."""
+    from ..kernel.rlimit import LIMIT_KEYS
+    from ..profile import loader
+
+    return (*LIMIT_KEYS, *getattr(loader, "CGROUP_KEYS", ()))
+
+
+def _limits(where: str, value: object) -> tuple[tuple[str, object], ...]:
+    if not isinstance(value, dict):
+        raise SpecError(f"{where}: expected a table such as {{ LimitNOFILE = 64 }}")
+    allowed = limit_keys()
+    for key, v in value.items():
+        if key not in allowed:
+            raise SpecError(
+                f"{where}: {key!r} is not a resource limit" + _nearest(key, list(allowed)),
+                f"known: {', '.join(allowed)}",
+            )
+        if not isinstance(v, (str, int, bool)):
+            raise SpecError(f"{where}.{key}: expected a number or a string")
+    return tuple(value.items())
 
 
 def _trigger(where: str, value: object) -> Trigger:
@@ -910,6 +944,7 @@ def entrypoint_keys(ep: Entrypoint, closure: ElfClosure) -> dict[str, object]:
     # connect (a listener it is given is already bound: accept() is not affected).
     keys["AllowBind"] = []
     keys["AllowConnect"] = []
+    keys.update(ep.limits)
     return keys
 
 

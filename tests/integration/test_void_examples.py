@@ -690,3 +690,16 @@ def test_run_profile_void_with_add_binary_runs_the_program_and_nothing_else() ->
     assert r.stdout.split() == [b"/bin", b"/lib", b"/lib64", b"/usr", b"/usr/bin", b"/usr/lib",
                                 b"/usr/lib64"]  # fmt: skip
     assert r.returncode != 0 and b"cannot open /etc/passwd: No such file" in r.stderr
+
+
+def test_part_limits_are_enforced(app: Path) -> None:
+    script = app / "limits.sh"
+    script.write_text("#!/bin/sh\nulimit -n\nulimit -f\n")
+    script.chmod(0o755)
+    spec = write_spec(
+        app,
+        '[entrypoints.p]\nbinary = "limits.sh"\nlimits = { LimitNOFILE = 16, LimitFSIZE = "1M" }\n',
+    )
+    r = void(spec)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [b"16", b"2048"]  # dash reports -f in 512-byte blocks

@@ -415,3 +415,26 @@ def test_listener_ipv6_address(tmp_path: Path) -> None:
     text = '[listeners.l]\naddress = "[::1]:0"\n[entrypoints.a]\nbinary = "/bin/true"\nargs = [{ listener = "l" }]\n'
     lsn = load(tmp_path, text).listeners["l"]
     assert (lsn.host, lsn.port, lsn.family) == ("::1", 0, socket.AF_INET6)
+
+
+def test_limits_become_profile_limits(tmp_path: Path) -> None:
+    text = (
+        '[entrypoints.a]\nbinary = "/bin/true"\nlimits = { LimitNOFILE = 16, LimitFSIZE = "1M" }\n'
+    )
+    plan = vs.compile_entrypoint(load(tmp_path, text).entrypoints["a"]).plan
+    assert {lim.key for lim in plan.limits} == {"LimitNOFILE", "LimitFSIZE"}
+
+
+def test_limits_accept_only_resource_limits(tmp_path: Path) -> None:
+    msg = error(tmp_path, '[entrypoints.a]\nbinary = "/bin/true"\nlimits = { Network = "host" }\n')
+    assert "entrypoint 'a', field limits: 'Network' is not a resource limit" in msg
+    msg = error(tmp_path, '[entrypoints.a]\nbinary = "/bin/true"\nlimits = { LimitNOFLE = 1 }\n')
+    assert "did you mean 'LimitNOFILE'" in msg
+
+
+def test_bad_limit_value_names_the_entrypoint(tmp_path: Path) -> None:
+    spec = load(
+        tmp_path, '[entrypoints.a]\nbinary = "/bin/true"\nlimits = { LimitNOFILE = "lots" }\n'
+    )
+    with pytest.raises(SpecError, match="entrypoint 'a': LimitNOFILE"):
+        vs.compile_spec(spec)
