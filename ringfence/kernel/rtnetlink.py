@@ -43,6 +43,7 @@ RTA_GATEWAY = 5
 RTA_PRIORITY = 6
 RTA_TABLE = 15
 RT_TABLE_MAIN = 254
+RT_TABLE_LOCAL = 255
 RTPROT_BOOT = 3
 RTPROT_STATIC = 4
 RT_SCOPE_UNIVERSE = 0
@@ -56,6 +57,7 @@ _RTATTR = struct.Struct("=HH")  # len, type
 # Route types (linux/rtnetlink.h, enum RTN_*): the errno a connect() meets is in the comment.
 ROUTE_TYPES: dict[str, int] = {
     "unicast": 1,
+    "multicast": 5,
     "blackhole": 6,  # packets dropped silently (EINVAL for connect on IPv4)
     "unreachable": 7,  # EHOSTUNREACH / ENETUNREACH
     "prohibit": 8,  # EACCES
@@ -272,6 +274,26 @@ class RtNetlink:
             body += _attr(RTA_TABLE, struct.pack("=I", route.table))
         flags = NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
         self._push(RTM_NEWROUTE, flags, body, lambda: f"RTM_NEWROUTE {route.describe()}")
+
+    def delete_route(self, route: Route) -> None:
+        body = _RTMSG.pack(
+            route.family,
+            route.dst_len,
+            0,
+            0,
+            route.table if route.table < 256 else 0,
+            0,
+            0,
+            ROUTE_TYPES[route.kind],
+            0,
+        )
+        if route.dst_len:
+            body += _attr(RTA_DST, route.dst)
+        if route.dev is not None:
+            body += _attr(RTA_OIF, struct.pack("=i", if_index(route.dev)))
+        if route.table >= 256:
+            body += _attr(RTA_TABLE, struct.pack("=I", route.table))
+        self._push(RTM_DELROUTE, 0, body, lambda: f"RTM_DELROUTE {route.describe()}")
 
     def add_rule(self, rule: Rule) -> None:
         lookup = rule.action == "lookup"

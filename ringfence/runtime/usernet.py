@@ -1057,6 +1057,18 @@ def _configure_in_child(sandbox_pid: int, plan: NetnsPlan) -> None:
             nl.add_route(route)
         for rule in plan.rules:
             nl.add_rule(rule)
+        # The kernel adds "multicast ff00::/8 dev tap0" to the local table, which is looked up
+        # before any rule: without this, IPAddressDeny=multicast would not hold for IPv6.
+        nl.delete_route(
+            rt.Route(
+                rt.AF_INET6,
+                _packed("ff00::"),
+                8,
+                kind="multicast",
+                dev=IFNAME,
+                table=rt.RT_TABLE_LOCAL,
+            )
+        )
         nl.commit()
 
 
