@@ -132,9 +132,20 @@ if report is None:
     sys.exit("  no report: ringfence failed before the payload started")
 print(f"  profile {report['profile']}, uid {report['uid']}, network {report['network']}, "
       f"namespaces {', '.join(report['namespaces'])}")
+# "applied" is true, false, or null for a layer the sandbox decides as it starts (e.g. Landlock
+# on this kernel's ABI); what it then did is in "runtime".
+runtime = {r.get("layer"): r for r in report.get("runtime", [])}
 for layer in report["layers"]:
-    state = "applied" if layer["applied"] else "NOT applied"
+    state = {True: "applied", False: "NOT applied", None: "at start"}[layer["applied"]]
     text = layer["detail"] or layer["why"]
+    done = runtime.get(layer["layer"])
+    if done is not None:
+        state = "applied" if done.get("enforced") else "NOT applied"
+        text = ", ".join(
+            f"{k}={'/'.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in done.items()
+            if k in ("abi", "fs_rules", "net_rules", "scopes", "dropped") and v not in ([], None)
+        )
     print(f"  {state:11}  {layer['layer']:22} {text}")
 for w in report.get("warnings", []):
     print("  warning:", w)
@@ -147,7 +158,17 @@ print(r.returncode, r.stdout.split())'
 shown python -c "'$PY'"
 timeout 60 "$PYTHON" -c "$PY" | sed 's/^/  /'
 
-heading "5. Afterwards, on the host"
+heading "5. ringfence probe: the threat checklist, attempted from inside a sandbox"
+shown ringfence probe
+set +e
+probe_out=$(timeout 120 "$RINGFENCE" probe 2>&1)
+set -e
+# every check that was not blocked (or not applicable here), then the verdict
+awk '$1 != "CHECK" && NF >= 4 && $4 != "BLOCKED" && $4 != "N/A" && $2 != "checks:" && $1 !~ /:$/' \
+    <<<"$probe_out" | sed 's/^/  not blocked: /'
+tail -n 2 <<<"$probe_out" | sed 's/^/  /'
+
+heading "6. Afterwards, on the host"
 exec 7<&-
 mounts_after=$(awk '{print $5}' /proc/self/mountinfo | sort)
 if [[ $mounts_before == "$mounts_after" ]]; then
