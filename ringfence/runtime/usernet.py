@@ -96,7 +96,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import MissingToolError, ProfileError, RingfenceError, SandboxError
@@ -493,11 +493,11 @@ def netns_plan(config: UserNetConfig, stack: str) -> NetnsPlan:
                 )
             )
     blocked = config.blocked()
-    for offset, net in enumerate(blocked):
+    for net in blocked:
         rules.append(
             rt.Rule(
                 family(net),
-                RULE_DENY + min(offset, RULE_DNS - RULE_DENY - 1),
+                RULE_DENY,
                 "prohibit",
                 dst=net.network_address.packed,
                 dst_len=net.prefixlen,
@@ -605,29 +605,40 @@ def helper_argv(
 # Running it
 
 
-@dataclass
 class UserNet:
-    """A running user-mode network for one sandbox. Returned by :func:`start`."""
+    """A running user-mode network for one sandbox. Returned by :func:`start`.
 
-    sandbox_pid: int
-    config: UserNetConfig
-    stack: str
-    path: str
-    plan: NetnsPlan
+    A handle, not data (and a plain class: one dataclass fewer to build at import time).
+    """
+
     resolv_conf: str = RESOLV_CONF
-    helper_pid: int = -1
-    startup_ms: float = 0.0
-    _helper_pidfd: int = -1
-    _sandbox_pidfd: int = -1
-    _exit_w: int = -1
-    _log_fd: int = -1
-    _wake_r: int = -1
-    _wake_w: int = -1
-    _watching: LockType | None = None  # held by the watcher thread while it runs
-    _api_dir: str | None = None
-    _stopped: bool = False
-    _version: str | None = None
-    _fds: list[int] = field(default_factory=list)
+
+    def __init__(self, sandbox_pid: int, config: UserNetConfig, stack: str, path: str) -> None:
+        self.sandbox_pid = sandbox_pid
+        self.config = config
+        self.stack = stack
+        self.path = path
+        self.helper_pid = -1
+        self.startup_ms = 0.0
+        self._plan: NetnsPlan | None = None
+        self._helper_pidfd = -1
+        self._sandbox_pidfd = -1
+        self._exit_w = -1
+        self._log_fd = -1
+        self._wake_r = -1
+        self._wake_w = -1
+        self._watching: LockType | None = None  # held by the watcher thread while it runs
+        self._api_dir: str | None = None
+        self._stopped = False
+        self._version: str | None = None
+        self._fds: list[int] = []
+
+    @property
+    def plan(self) -> NetnsPlan:
+        """The routes and rules in force (computed in the configuring child during start)."""
+        if self._plan is None:
+            self._plan = netns_plan(self.config, self.stack)
+        return self._plan
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -763,28 +774,38 @@ def start(pid: int, config: UserNetConfig | None = None) -> UserNet:
     namespace belongs to the caller's uid (or the caller is root), and nothing else in it has
     run yet. Returns once the namespace is fully configured. Raises ProfileError,
     MissingToolError or SandboxError; on error nothing is left running.
+
+    Start-up is on the sandbox's critical path, so the work overlaps: the helper is started
+    first; while it starts, a child enters the namespaces, computes the plan and opens its
+    netlink socket; once the helper says it is ready (tap0 exists) the child configures.
     """
     import time
 
     begin = time.monotonic()
     config = config if config is not None else UserNetConfig()
     stack, path = choose_stack(config)
-    net = UserNet(pid, config, stack, path, netns_plan(config, stack))
+    net = UserNet(pid, config, stack, path)
+    configurator: _Configurator | None = None
     try:
-        _launch(net)
-        configure_namespace(pid, net.plan)
+        ready_r = _launch(net)
+        configurator = _Configurator(pid, config, stack)
+        _wait_ready(net, ready_r)
+        configurator.run()
+        configurator = None
         if stack == "slirp4netns" and config.publish:
             _publish_slirp(net)
         _start_watcher(net)
     except BaseException:
+        if configurator is not None:
+            configurator.cancel()
         net.stop()
         raise
     net.startup_ms = (time.monotonic() - begin) * 1000
     return net
 
 
-def _launch(net: UserNet) -> None:
-    """Start the helper and wait until it says it is ready (or dies)."""
+def _launch(net: UserNet) -> int:
+    """Start the helper; return the pipe on which it will say it is ready."""
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     net._fds.append(ready_r)
     keep = [ready_w]
@@ -817,7 +838,7 @@ def _launch(net: UserNet) -> None:
     finally:
         for fd in keep:
             os.close(fd)
-    _wait_ready(net, ready_r)
+    return ready_r
 
 
 def _private_dir(user: tuple[int, int] | None) -> str:
@@ -990,43 +1011,67 @@ def _wait_ready(net: UserNet, ready_r: int) -> None:
             )
 
 
-def configure_namespace(sandbox_pid: int, plan: NetnsPlan) -> None:
+def configure_namespace(
+    sandbox_pid: int, config: UserNetConfig | None = None, stack: str = "slirp4netns"
+) -> None:
     """Set up tap0 (which must exist), addresses, routes and rules in ``sandbox_pid``'s
-    network namespace, from a short-lived child that setns()es into its user and network
-    namespaces (the caller owns the user namespace, so the child has the capabilities there).
+    network namespace for ``config`` as run by ``stack``.
 
-    :func:`start` calls it once the stack has created tap0; tests call it on a tap device of
+    :func:`start` does this once the stack has created tap0; tests call it on a tap device of
     their own to see what leaves the namespace.
     """
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            os.close(err_r)
-            _configure_in_child(sandbox_pid, plan)
-            code = 0
-        except BaseException as exc:  # noqa: BLE001 - must never return into the caller
+    configurator = _Configurator(sandbox_pid, config or UserNetConfig(), stack)
+    configurator.run()
+
+
+class _Configurator:
+    """A short-lived child that setns()es into the sandbox's user and network namespaces (the
+    caller owns the user namespace, so the child has every capability there), prepares, and
+    configures when told to. Forked at once; :meth:`run` says go and waits for the result."""
+
+    def __init__(self, sandbox_pid: int, config: UserNetConfig, stack: str) -> None:
+        go_r, self._go_w = os.pipe2(os.O_CLOEXEC)
+        self._err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - runs in the child
+            code = 1
             try:
-                os.write(err_w, str(exc).encode(errors="replace")[:2000])
-            except OSError:
-                pass
-        os._exit(code)
-    os.close(err_w)
-    chunks = []
-    while True:
-        chunk = os.read(err_r, 4096)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(err_r)
-    _, status = os.waitpid(pid, 0)
-    if status != 0:
-        message = b"".join(chunks).decode(errors="replace") or f"wait status {status}"
-        raise SandboxError(f"configuring the sandbox's network failed: {message}")
+                os.close(self._go_w)
+                os.close(self._err_r)
+                code = _configure_in_child(sandbox_pid, config, stack, go_r)
+            except BaseException as exc:  # noqa: BLE001 - must never return into the caller
+                try:
+                    os.write(err_w, str(exc).encode(errors="replace")[:2000])
+                except OSError:
+                    pass
+            os._exit(code)
+        os.close(go_r)
+        os.close(err_w)
+
+    def run(self) -> None:
+        os.write(self._go_w, b"g")
+        self._finish("configuring the sandbox's network failed")
+
+    def cancel(self) -> None:
+        try:
+            self._finish(None)
+        except SandboxError:
+            pass
+
+    def _finish(self, failure: str | None) -> None:
+        os.close(self._go_w)  # EOF without "g": the child gives up
+        chunks = []
+        while chunk := os.read(self._err_r, 4096):
+            chunks.append(chunk)
+        os.close(self._err_r)
+        _, status = os.waitpid(self.pid, 0)
+        if failure and status != 0:
+            message = b"".join(chunks).decode(errors="replace") or f"wait status {status}"
+            raise SandboxError(f"{failure}: {message}")
 
 
-def _configure_in_child(sandbox_pid: int, plan: NetnsPlan) -> None:
+def _configure_in_child(sandbox_pid: int, config: UserNetConfig, stack: str, go_r: int) -> int:
+    """Runs in the configurator child. Returns its exit status: 0 done, 2 told to give up."""
     from ..kernel import rtnetlink as rt
     from ..kernel._syscall import syscall
 
@@ -1039,10 +1084,13 @@ def _configure_in_child(sandbox_pid: int, plan: NetnsPlan) -> None:
             syscall("setns", fd, flag, detail=path)
         finally:
             os.close(fd)
-    for path, value in SYSCTLS:
-        _write_sysctl(path.format(ifname=IFNAME), value)
+    plan = netns_plan(config, stack)
     mac = bytes.fromhex(GATEWAY_MAC.replace(":", ""))
     with rt.RtNetlink() as nl:
+        if os.read(go_r, 1) != b"g":
+            return 2  # the helper never got ready
+        for path, value in SYSCTLS:
+            _write_sysctl(path.format(ifname=IFNAME), value)
         lo, tap = rt.if_index("lo"), rt.if_index(IFNAME)
         nl.set_link(lo, up=True)
         # No multicast: it needs no neighbour entry, so it is the one kind of packet an
@@ -1070,6 +1118,7 @@ def _configure_in_child(sandbox_pid: int, plan: NetnsPlan) -> None:
             )
         )
         nl.commit()
+    return 0
 
 
 # Written before the link goes up. The routes are ours alone: no router advertisements, no

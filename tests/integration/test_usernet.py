@@ -644,7 +644,7 @@ def test_interface_bound_sockets_cannot_skip_the_rules() -> None:
     box = FakeSandbox(tap=True)
     try:
         config = usernet.parse_keys({"IPAddressDeny": "203.0.113.0/24 2001:db8::/32 multicast"})
-        usernet.configure_namespace(box.pid, usernet.netns_plan(config, "slirp4netns"))
+        usernet.configure_namespace(box.pid, config, "slirp4netns")
         box.frames()  # whatever the kernel sent while the link came up
         blocked = [
             (socket.AF_INET, "203.0.113.5"),  # IPAddressDeny=
