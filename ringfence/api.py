@@ -75,7 +75,7 @@ class Sandbox:
         self._ctx = HostContext.current()
 
     def plan(self, cmd: Sequence[str]) -> Plan:
-        return compile_plan(self.profile, RunRequest(tuple(cmd), self.pass_fds), self._ctx)
+        return compile_plan(self.profile, RunRequest(tuple(cmd), pass_fds=self.pass_fds), self._ctx)
 
     def run(
         self,

@@ -18,6 +18,11 @@ COMMANDS = {
     "void": "ringfence.commands.void",
     "audit": "ringfence.commands.audit",
     "probe": "ringfence.commands.probe",
+    "start": "ringfence.commands.session",
+    "enter": "ringfence.commands.session",
+    "ls": "ringfence.commands.session",
+    "stop": "ringfence.commands.session",
+    "add": "ringfence.commands.session",
 }
 
 
@@ -39,9 +44,11 @@ class _Parser:
         sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=Parser)
         import importlib
 
+        done: set[str] = set()
         for name, module in COMMANDS.items():
-            if only is not None and name != only:
+            if (only is not None and name != only) or module in done:
                 continue
+            done.add(module)
             try:
                 importlib.import_module(module).register(sub)
             except ModuleNotFoundError:

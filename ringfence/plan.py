@@ -147,7 +147,11 @@ class Plan:
     landlock: Any = None
     usernet: Any = None
     vaults: tuple[Any, ...] = ()
+    cgroup: Any = None  # kernel.cgroup.CgroupLimits; the launcher makes the cgroup
     landlock_ready: Any = None  # landlock.Resolved, computed by the launcher before fork
+    session: str | None = None  # a named session: PID 1 outlives the payload, `add` works
+    add_dir: str | None = None  # the session's drop zone for `ringfence add`
+    join_pid: int | None = None  # enter: host pid of the session's PID 1 (no new namespaces)
     layers: list[LayerReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -202,6 +206,8 @@ class HostContext:
 @dataclass(frozen=True)
 class RunRequest:
     argv: tuple[str, ...]
+    session: str | None = None
+    add_dir: str = "/run/ringfence/add"
     pass_fds: tuple[int, ...] = ()
     vaults: tuple[Any, ...] = ()
 
@@ -464,7 +470,7 @@ def _depth(op: MountOp) -> int:
 def compile_plan(profile: Profile, request: RunRequest, ctx: HostContext | None = None) -> Plan:
     ctx = ctx or HostContext.current()
     p = profile
-    if not request.argv:
+    if not request.argv and request.session is None:
         raise ProfileError("no command given: ringfence run [OPTIONS] -- COMMAND [ARGS...]")
 
     identity = _identity(p, ctx)
@@ -476,6 +482,17 @@ def compile_plan(profile: Profile, request: RunRequest, ctx: HostContext | None 
     b.homes()
     b.api()
     b.explicit()
+    if request.session is not None:
+        # The drop zone for `ringfence add`: read-only to the payload; files appear in it as
+        # bind mounts made by the session's stager (runtime/stager.py).
+        b.add(
+            Tmpfs(
+                _norm_dest("AddDirectory", request.add_dir, ctx.home),
+                mode=0o755,
+                readonly=True,
+                why="drop zone for `ringfence add`",
+            )
+        )
     # Parents before children; for the same depth, the order written (later wins).
     ops = sorted(b.ops, key=_depth)
 
@@ -508,15 +525,22 @@ def compile_plan(profile: Profile, request: RunRequest, ctx: HostContext | None 
         limits=tuple(p.limits),
         keyring_private=p.keyring_mode == "private",
         seccomp=p.seccomp,
-        landlock=_landlock_with_paths(p.landlock, ops, request.vaults),
+        landlock=_landlock_with_paths(
+            p.landlock, ops, request.vaults, request.add_dir if request.session else None
+        ),
         usernet=p.usernet,
+        cgroup=p.cgroup,
         vaults=tuple(request.vaults),
+        session=request.session,
+        add_dir=request.add_dir if request.session else None,
     )
     _report(plan)
     return plan
 
 
-def _landlock_with_paths(policy: Any, ops: list[MountOp], vaults: tuple[Any, ...]) -> Any:
+def _landlock_with_paths(
+    policy: Any, ops: list[MountOp], vaults: tuple[Any, ...], add_dir: str | None = None
+) -> Any:
     """Derive Landlock's filesystem rules from the mount plan: the same tree, a second wall.
 
     Read-only mounts may be read and executed; writable ones read, written and executed (W^X
@@ -549,6 +573,9 @@ def _landlock_with_paths(policy: Any, ops: list[MountOp], vaults: tuple[Any, ...
         else:
             continue
         rules[op.dest] = PathRule(op.dest, access, required=False)
+    if add_dir:
+        # Added paths are mounted read-only or read-write by the stager; the mount decides.
+        rules[add_dir] = PathRule(add_dir, "rwx", required=False)
     for v in vaults:
         mp = getattr(v, "mountpoint", None)
         if isinstance(mp, str):
@@ -708,3 +735,10 @@ def _report(plan: Plan) -> None:
         )
     else:
         L.append(LayerReport("rlimits", False, why="no Limit*= keys set"))
+    if plan.cgroup is not None:
+        from .kernel import cgroup
+
+        applied, detail, why = cgroup.plan_layer(plan.cgroup)
+        L.append(LayerReport("cgroup", applied, detail, why=why))
+    else:
+        L.append(LayerReport("cgroup", False, why="no TasksMax/MemoryMax/CPUQuota keys set"))

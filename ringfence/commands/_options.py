@@ -190,7 +190,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
     return o
 
 
-def build_plan(args: argparse.Namespace, argv: list[str]) -> Any:
+def build_plan(args: argparse.Namespace, argv: list[str], session: str | None = None) -> Any:
     from ..plan import RunRequest, compile_plan
     from ..profile.loader import load_profile
 
@@ -199,8 +199,10 @@ def build_plan(args: argparse.Namespace, argv: list[str]) -> Any:
     if getattr(args, "vault", None):
         from ..runtime import vault
 
-        vaults = tuple(vault.prepare(v) for v in args.vault)
-    request = RunRequest(argv=tuple(argv), pass_fds=tuple(args.pass_fd), vaults=vaults)
+        vaults = tuple(vault.prepare_all(args.vault, session=session))
+    request = RunRequest(
+        argv=tuple(argv), pass_fds=tuple(args.pass_fd), vaults=vaults, session=session
+    )
     for fd in request.pass_fds:
         import os
 

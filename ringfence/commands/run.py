@@ -51,7 +51,7 @@ def read_passwords(args: argparse.Namespace, plan: Any) -> tuple[bytes, ...]:
     return tuple(vault.password_for(spec, args) for spec in plan.vaults)
 
 
-def launch_and_wait(plan: Any, args: argparse.Namespace, want_json: bool) -> int:
+def launch_and_wait(plan: Any, args: argparse.Namespace, want_json: bool, **launch_kw: Any) -> int:
     import signal
 
     from ..runtime.launcher import FORWARDED, Launch
@@ -65,7 +65,7 @@ def launch_and_wait(plan: Any, args: argparse.Namespace, want_json: bool) -> int
 
         master, slave = open_pty()
         stdio = (slave, slave if os.isatty(1) else 1, slave if os.isatty(2) else 2)
-    launch = Launch(plan, stdio=stdio, tty=interactive, passwords=passwords)
+    launch = Launch(plan, stdio=stdio, tty=interactive, passwords=passwords, **launch_kw)
     try:
         launch.start()
     finally:

@@ -24,7 +24,7 @@ import ctypes
 import os
 import stat
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from .._record import field, record as dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import KernelError, ProfileError, SandboxError, UnsupportedError

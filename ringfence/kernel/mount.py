@@ -25,6 +25,7 @@ MS_REC = 16384
 MS_SILENT = 32768
 MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
 MNT_DETACH = 2
 
 # linux/mount.h (new mount API)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from .._record import record as dataclass
 from typing import Any, Literal, NamedTuple
 
 from ..errors import KernelError, ProfileError, UnsupportedError

@@ -31,6 +31,7 @@ SECCOMP_KEYS = (
     "DenyUnknownSystemCalls",
 )
 LANDLOCK_KEYS = ("Landlock", "AllowBind", "AllowConnect", "LandlockScopes")
+CGROUP_KEYS = ("MemoryMax", "TasksMax", "CPUQuota", "CgroupOptional")
 NET_KEYS = ("UserNetStack", "AllowHostPorts", "PublishPorts", "IPAddressAllow", "IPAddressDeny")
 LIST_LAYER_KEYS = frozenset(
     {
@@ -55,7 +56,7 @@ def _limit_keys() -> tuple[str, ...]:
 
 
 def all_keys() -> list[str]:
-    return [*KEYS, *SECCOMP_KEYS, *LANDLOCK_KEYS, *NET_KEYS, *_limit_keys()]
+    return [*KEYS, *SECCOMP_KEYS, *LANDLOCK_KEYS, *NET_KEYS, *CGROUP_KEYS, *_limit_keys()]
 
 
 def profile_names() -> list[str]:
@@ -174,6 +175,7 @@ def build(name: str, raw: dict[str, object]) -> Profile:
     values["seccomp"] = _layer("seccomp", raw, SECCOMP_KEYS)
     values["landlock"] = _layer("landlock", raw, LANDLOCK_KEYS)
     values["usernet"] = _layer("usernet", raw, NET_KEYS)
+    values["cgroup"] = _layer("cgroup", raw, CGROUP_KEYS)
     return Profile(**values)
 
 
@@ -186,6 +188,7 @@ def _layer(layer: str, raw: dict[str, object], keys: tuple[str, ...]) -> object:
         "seccomp": "..kernel.seccomp",
         "landlock": "..kernel.landlock",
         "usernet": "..runtime.usernet",
+        "cgroup": "..kernel.cgroup",
     }[layer]
     try:
         mod = importlib.import_module(module, __package__)

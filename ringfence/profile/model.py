@@ -179,5 +179,6 @@ class Profile:
     seccomp: Any = None
     landlock: Any = None
     usernet: Any = None
+    cgroup: Any = None  # kernel.cgroup.CgroupLimits
     # The raw keys after merging, kept for `ringfence plan` and audit.
     raw: dict[str, object] = field(default_factory=dict, compare=False, repr=False)

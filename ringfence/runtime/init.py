@@ -14,10 +14,11 @@ import errno
 import os
 import signal
 
-from ..errors import RingfenceError
+from ..errors import RingfenceError, SandboxError
 from ..kernel import caps, fds, net, prctl
 from ..plan import Plan
 from . import protocol
+from ..kernel import mount as m
 from .mounts import RootBuilder
 
 FORWARDED = (
@@ -38,9 +39,10 @@ def init_main(
     go_fd: int,
     tty: bool,
     passwords: tuple[bytes, ...] = (),
+    stager_fd: int = -1,
 ) -> None:
     try:
-        _setup(plan, fdmap, status_fd, go_fd, passwords)
+        _setup(plan, fdmap, status_fd, go_fd, passwords, stager_fd)
     except RingfenceError as e:
         protocol.send_error(status_fd, e.exit_code, str(e))
         os._exit(e.exit_code)
@@ -51,11 +53,17 @@ def init_main(
 
 
 def _setup(
-    plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int, passwords: tuple[bytes, ...]
+    plan: Plan,
+    fdmap: dict[int, int],
+    status_fd: int,
+    go_fd: int,
+    passwords: tuple[bytes, ...],
+    stager_fd: int,
 ) -> None:
     prctl.set_pdeathsig(signal.SIGKILL)
+    prctl.set_name("rf-init")
     os.setsid()
-    keep = {status_fd, go_fd, *fdmap.values(), *plan.pass_fds}
+    keep = {status_fd, go_fd, stager_fd, *fdmap.values(), *plan.pass_fds}
     for v in plan.vaults:
         lock = getattr(v, "lock_fd", None)
         if isinstance(lock, int) and lock >= 0:
@@ -82,7 +90,25 @@ def _setup(
         for spec, password in zip(plan.vaults, passwords, strict=True):
             target = builder.target(spec.mountpoint)
             os.makedirs(target, exist_ok=True)
-            vault.mount_in_namespace(spec, target, password)
+            vault.mount_in_namespace(spec, target, password, host_root="/oldroot")
+    if plan.add_dir and stager_fd >= 0:
+        from .stager import stager_main
+
+        zone = builder.target(plan.add_dir)
+        m.mount(None, zone, None, m.MS_SHARED)  # the stager's copy will be its peer
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        if os.fork() == 0:
+            os.close(status_fd)
+            os.close(go_fd)
+            os.close(ready_r)
+            stager_main(stager_fd, zone, ready_w)
+            os._exit(0)
+        os.close(stager_fd)
+        os.close(ready_w)
+        # The stager must copy this mount namespace before the host tree is detached.
+        if os.read(ready_r, 1) != b"r":
+            raise SandboxError("the session's stager failed to start")
+        os.close(ready_r)
     builder.enter()
 
 
@@ -95,7 +121,7 @@ def _supervise(plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int, tt
     if go != b"g":
         os._exit(2)
     os.close(go_fd)
-    pid = os.fork()
+    pid = os.fork() if plan.argv else -1
     if pid == 0:
         from .payload import exec_payload
 
@@ -108,6 +134,8 @@ def _supervise(plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int, tt
                 os.close(fd)
             except OSError:
                 pass
+    if plan.session is not None:
+        _hold_session(plan)
     for sig in FORWARDED:
         signal.signal(sig, lambda s, _f: _forward(pid, s))
     try:
@@ -141,6 +169,40 @@ def _supervise(plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int, tt
             if e.errno != errno.EINTR:
                 break
     os._exit(code)
+
+
+def _hold_session(plan: Plan) -> None:
+    """A named session's PID 1: reap everything until asked to stop (SIGTERM/SIGINT/SIGHUP),
+    then pass SIGTERM to every process of the namespace and leave once they are gone."""
+    stopping = False
+
+    def stop(_s: int, _f: object) -> None:
+        nonlocal stopping
+        stopping = True
+        try:
+            os.kill(-1, signal.SIGTERM)
+        except OSError:
+            pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    try:
+        prctl.set_dumpable(False)
+        caps.drop_all(plan.cap_last)
+        prctl.set_no_new_privs()
+    except RingfenceError:
+        pass
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            if stopping:
+                os._exit(0)
+            # Nothing to reap yet: wait for an orphan (SIGCHLD) or a stop request.
+            signal.sigtimedwait({signal.SIGCHLD}, 1.0)
+        except InterruptedError:
+            continue
 
 
 def _forward(pid: int, sig: int) -> None:

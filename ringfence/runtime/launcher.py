@@ -41,6 +41,10 @@ class Launch:
     stdio: tuple[int, int, int] = (0, 1, 2)
     tty: bool = False  # stdio includes a pty slave that must become the controlling terminal
     fd_map: dict[int, int] = field(default_factory=dict)  # extra payload fds: target -> source
+    stager_fd: int = -1  # sessions: the socket end handed to the stager (runtime/stager.py)
+    hold_namespaces: bool = False  # sessions: keep fds of PID 1's namespaces (for joiners)
+    join_fds: tuple[tuple[str, int], ...] = ()  # enter: (namespace, fd) to setns into, in order
+    ns_fds: list[tuple[str, int]] = field(default_factory=list)
     passwords: tuple[bytes, ...] = ()
     child_pid: int = -1
     init_pid: int = -1
@@ -62,7 +66,18 @@ class Launch:
             os.close(status_r)
             os.close(go_w)
             fdmap = {0: self.stdio[0], 1: self.stdio[1], 2: self.stdio[2], **self.fd_map}
-            _child_main(plan, flags, parent, fdmap, status_w, go_r, self.tty, self.passwords)
+            _child_main(
+                plan,
+                flags,
+                parent,
+                fdmap,
+                status_w,
+                go_r,
+                self.tty,
+                self.passwords,
+                self.stager_fd,
+                self.join_fds,
+            )
             os._exit(2)
         self.child_pid = pid
         os.close(status_w)
@@ -72,6 +87,8 @@ class Launch:
             init_pid, _, error = protocol.parse(buf)
             if error is None and init_pid is not None:
                 self.init_pid = init_pid
+                if self.hold_namespaces:
+                    self._open_namespaces()
                 self._start_helpers()
                 os.write(go_w, b"g")
             os.close(go_w)
@@ -94,7 +111,23 @@ class Launch:
             err.exit_code = code
             raise err
 
+    def _open_namespaces(self) -> None:
+        # Opened while PID 1 still waits for "go" (it is dumpable until then): joiners get
+        # these fds from the session's keeper, since PID 1 itself will refuse ptrace access.
+        for ns in ("user", "mnt", "pid", "ipc", "uts", "net", "cgroup"):
+            if ns in self.plan.namespaces:
+                path = f"/proc/{self.init_pid}/ns/{ns}"
+                self.ns_fds.append((ns, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+
     def _start_helpers(self) -> None:
+        if self.plan.join_pid is not None:
+            return  # a joiner uses the session's network and cgroup as they are
+        if self.plan.cgroup is not None:
+            from ..kernel import cgroup
+
+            handle = cgroup.create(self.plan.cgroup)
+            self._helpers.append(handle)  # stop_helpers() removes it after the sandbox ended
+            handle.add(self.init_pid)  # before "go": the payload is born inside the cgroup
         if self.plan.network == "user":
             from . import usernet
 
@@ -168,6 +201,7 @@ def preload(plan: Plan) -> None:
     module and shared library used after that point must already be loaded.
     """
     import fcntl  # noqa: F401  (TIOCSCTTY in the payload)
+    import json  # noqa: F401  (reports from the payload, after pivot_root)
 
     from . import init, payload  # noqa: F401
 
@@ -183,6 +217,8 @@ def preload(plan: Plan) -> None:
             prepare(plan.seccomp)
     if plan.vaults:
         from . import vault  # noqa: F401
+    if plan.session is not None:
+        from . import stager  # noqa: F401
 
 
 def _read_until(fd: int, marker: bytes, stop_on_eof: bool) -> bytes:
@@ -213,11 +249,14 @@ def _child_main(
     go_r: int,
     tty: bool,
     passwords: tuple[bytes, ...],
+    stager_fd: int = -1,
+    join_fds: tuple[tuple[str, int], ...] = (),
 ) -> None:
     """C: runs in a fork of the launcher; never returns."""
     try:
         # Drop every fd of the launcher's (pipe ends of the API, sockets, ...) but ours.
-        keep = {status_w, go_r, *fdmap.values(), *plan.pass_fds, *_vault_fds(plan)}
+        keep = {status_w, go_r, stager_fd, *fdmap.values(), *plan.pass_fds, *_vault_fds(plan)}
+        keep |= {fd for _, fd in join_fds}
         fds.close_all_except({fd for fd in keep if fd >= 0})
         for sig in FORWARDED:
             signal.signal(sig, signal.SIG_IGN)  # L forwards them to I; C must not die of them
@@ -231,9 +270,12 @@ def _child_main(
         prctl.set_pdeathsig(signal.SIGKILL)
         if os.getppid() != parent:
             os._exit(2)  # the launcher already died
-        uid, gid = os.geteuid(), os.getegid()
-        userns.unshare(flags)
-        userns.write_id_maps(uid, uid, gid, gid)
+        if plan.join_pid is not None:
+            _join(join_fds)
+        else:
+            uid, gid = os.geteuid(), os.getegid()
+            userns.unshare(flags)
+            userns.write_id_maps(uid, uid, gid, gid)
         pid = os.fork()
     except RingfenceError as e:
         protocol.send_error(status_w, e.exit_code, str(e))
@@ -241,10 +283,22 @@ def _child_main(
     except BaseException as e:
         protocol.send_error(status_w, 2, f"cannot create the sandbox: {e!r}")
         os._exit(2)
+    if pid == 0 and plan.join_pid is not None:  # a member joining a session: straight to P
+        try:
+            prctl.set_pdeathsig(signal.SIGKILL)
+            if os.read(go_r, 1) != b"g":
+                os._exit(2)
+        except BaseException:
+            os._exit(2)
+        os.close(go_r)
+        from .payload import exec_payload
+
+        exec_payload(plan, fdmap, status_w, tty)
+        os._exit(2)
     if pid == 0:  # I
         from .init import init_main
 
-        init_main(plan, fdmap, status_w, go_r, tty, passwords)
+        init_main(plan, fdmap, status_w, go_r, tty, passwords, stager_fd)
         os._exit(2)
     protocol.send(status_w, "pid", str(pid))
     fds.close_all_except(set(), start=0)  # C holds nothing while it waits
@@ -258,6 +312,20 @@ def _child_main(
             os._exit(2)
     code = os.waitstatus_to_exitcode(status)
     os._exit(128 - code if code < 0 else code)
+
+
+def _join(join_fds: tuple[tuple[str, int], ...]) -> None:
+    """Enter a running session's namespaces, user namespace first (it grants the rest)."""
+    from ..errors import SessionError
+
+    if not join_fds or join_fds[0][0] != "user":
+        raise SessionError("the session's keeper did not hand over its namespaces")
+    for ns, fd in join_fds:
+        try:
+            userns.setns(fd, userns.NAMESPACE_FLAGS[ns])
+        except RingfenceError as e:
+            raise SessionError(f"cannot join the session's {ns} namespace: {e}") from None
+        os.close(fd)
 
 
 def _vault_fds(plan: Plan) -> list[int]:
