@@ -56,6 +56,39 @@ class _Parser:
         return parser
 
 
+def _separate_command(parser: object, argv: list[str]) -> list[str]:
+    """Insert "--" before the payload's command when the user left it out, bubblewrap-style:
+    the command starts at the first word that is neither an option, an option's value, nor
+    one of the subcommand's own positionals (like a session NAME)."""
+    import argparse
+
+    sub = None
+    for action in getattr(parser, "_actions", []):
+        if isinstance(action, argparse._SubParsersAction):
+            sub = action.choices.get(argv[0])
+    if sub is None or not any(a.dest == "command" for a in sub._actions):
+        return argv
+    positionals = [a for a in sub._actions if not a.option_strings and a.dest != "command"]
+    needed = sum(1 for a in positionals if a.nargs is None)
+    i = 1
+    while i < len(argv):
+        word = argv[i]
+        if word.startswith("-") and word != "-":
+            action = sub._option_string_actions.get(word.split("=", 1)[0])
+            if action is not None and "=" not in word:
+                n = action.nargs
+                i += 1 + (n if isinstance(n, int) else (0 if n == 0 else 1))
+                continue
+            i += 1
+            continue
+        if needed:
+            needed -= 1
+            i += 1
+            continue
+        return [*argv[:i], "--", *argv[i:]]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     from .errors import RingfenceError
@@ -63,7 +96,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         first = argv[0] if argv else None
         parser = _Parser.build(first if first in COMMANDS else None)
+        # Everything after the first "--" is the payload's command line, taken verbatim
+        # (argparse's REMAINDER would also swallow options written after a positional).
+        command: list[str] | None = None
+        if "--" not in argv and first in COMMANDS:
+            argv = _separate_command(parser, argv)
+        if "--" in argv:
+            cut = argv.index("--")
+            argv, command = argv[:cut], argv[cut + 1 :]
         args = parser.parse_args(argv)  # type: ignore[attr-defined]
+        if command is not None:
+            if not hasattr(args, "command"):
+                parser.error(f"`ringfence {first}` takes no command after --")  # type: ignore[attr-defined]
+            if args.command:
+                parser.error(  # type: ignore[attr-defined]
+                    f"unexpected arguments before --: {' '.join(args.command)}"
+                )
+            args.command = command
         if not getattr(args, "subcommand", None):
             parser.print_help()  # type: ignore[attr-defined]
             return 2
@@ -80,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `ringfence plan | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def entry() -> None:

@@ -17,7 +17,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("plan", help="show what a run would do, without running anything")
     add_sandbox_options(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+    p.add_argument("command", nargs="*", metavar="-- COMMAND [ARGS...]")
     p.set_defaults(command_module=__name__)
 
 

@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="print the enforcement report (one JSON line on stderr) when the payload starts",
     )
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+    p.add_argument("command", nargs="*", metavar="-- COMMAND [ARGS...]")
     p.set_defaults(command_module=__name__)
 
 

@@ -37,7 +37,7 @@ def register(sub: Any) -> None:
         help="where `ringfence add` makes paths appear [/run/ringfence/add]",
     )
     p.add_argument("--json", action="store_true", help="print the session as JSON")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+    p.add_argument("command", nargs="*", metavar="-- COMMAND [ARGS...]")
     p.set_defaults(command_module=__name__, action="start")
 
     p = sub.add_parser(
@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("name", metavar="NAME")
     p.add_argument("--json", action="store_true", help="print the enforcement report on stderr")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+    p.add_argument("command", nargs="*", metavar="-- COMMAND [ARGS...]")
     p.set_defaults(command_module=__name__, action="enter")
 
     p = sub.add_parser("ls", help="list running sessions")

@@ -16,10 +16,12 @@ import signal
 
 from ..errors import RingfenceError, SandboxError
 from ..kernel import caps, fds, net, prctl
+from ..kernel import mount as m
 from ..plan import Plan
 from . import protocol
-from ..kernel import mount as m
 from .mounts import RootBuilder
+
+STOP_GRACE = 5  # seconds between SIGTERM and SIGKILL when a session stops
 
 FORWARDED = (
     signal.SIGINT,
@@ -62,6 +64,8 @@ def _setup(
 ) -> None:
     prctl.set_pdeathsig(signal.SIGKILL)
     prctl.set_name("rf-init")
+    for sig in FORWARDED:  # C ignored them (the launcher forwards); our children must not
+        signal.signal(sig, signal.SIG_DFL)
     os.setsid()
     keep = {status_fd, go_fd, stager_fd, *fdmap.values(), *plan.pass_fds}
     for v in plan.vaults:
@@ -178,14 +182,23 @@ def _hold_session(plan: Plan) -> None:
 
     def stop(_s: int, _f: object) -> None:
         nonlocal stopping
+        if not stopping:
+            signal.alarm(STOP_GRACE)  # then SIGKILL whatever ignored SIGTERM
         stopping = True
         try:
             os.kill(-1, signal.SIGTERM)
         except OSError:
             pass
 
+    def kill_all(_s: int, _f: object) -> None:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, stop)
+    signal.signal(signal.SIGALRM, kill_all)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
     try:
         prctl.set_dumpable(False)

@@ -104,6 +104,7 @@ class Launch:
             os.close(status_r)
         _, self.reports, error = protocol.parse(buf)
         if error is not None or self.init_pid < 0:
+            self.kill()  # a session's PID 1 would otherwise hold on without its payload
             self.wait()
             self.stop_helpers()
             code, message = error or (2, "the sandbox exited before it started")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 
 from ..errors import KernelError, RingfenceError
 from ..kernel import mount as m
@@ -33,6 +34,10 @@ def stager_main(sock_fd: int, zone: str, ready_fd: int) -> None:
     """Runs in a fork of PID 1, before pivot_root. ``zone`` is the drop zone's current path."""
     try:
         prctl.set_pdeathsig(9)
+        import signal
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
         prctl.set_name("rf-stager")
         prctl.set_dumpable(False)
         userns.unshare(userns.CLONE_NEWNS)
@@ -82,7 +87,7 @@ def _handle(req: dict[str, object], host_fd: int, zone_fd: int) -> dict[str, obj
     except KernelError as e:
         raise RingfenceError(f"add: {src}: {os.strerror(e.errno)} on the host") from None
     try:
-        is_dir = os.path.isdir(f"/proc/self/fd/{src_fd}")
+        is_dir = stat.S_ISDIR(os.fstat(src_fd).st_mode)  # no /proc in the stager's view
         tree = m.open_tree_clone("", recursive=is_dir, dirfd=src_fd)
     finally:
         os.close(src_fd)
