@@ -119,7 +119,7 @@ def start(args: argparse.Namespace) -> int:
     os.close(ready_r)
     for spec in plan.vaults:
         spec.release()
-    msg = json.loads(buf) if buf else {"ok": False, "error": "the session's keeper died"}
+    msg: dict[str, Any] = json.loads(buf) if buf else {"ok": False, "error": "the session's keeper died"}
     if not msg.get("ok"):
         os.waitpid(pid, 0)
         err = RingfenceError(str(msg.get("error")))
@@ -190,8 +190,9 @@ def _keeper(
             pass_env={},
             pidns=_pidns(launch),
         )
+        server = s.bind_control_socket(plan.session)
         s.write_state(state)
-        keeper = s.Keeper(state, launch, ours, args.until_empty)
+        keeper = s.Keeper(state, launch, ours, args.until_empty, server)
         info = {
             k: getattr(state, k)
             for k in ("name", "init_pid", "keeper_pid", "add_dir", "vaults", "profile")

@@ -240,14 +240,37 @@ def namespace_fds(name: str) -> tuple[tuple[str, int], ...]:
     return tuple(zip(names, fds, strict=True))
 
 
+def _socket_address(name: str) -> tuple[str, int]:
+    """A short path for the control socket: unix socket paths are limited to 107 bytes, and a
+    runtime directory can be long, so go through a directory fd (/proc/self/fd/N/...)."""
+    dfd = os.open(session_dir(name), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return f"/proc/self/fd/{dfd}/control.sock", dfd
+
+
+def bind_control_socket(name: str) -> socket.socket:
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    path, dfd = _socket_address(name)
+    old = os.umask(0o177)
+    try:
+        server.bind(path)
+    finally:
+        os.umask(old)
+        os.close(dfd)
+    server.listen(16)
+    return server
+
+
 def _connect(name: str, timeout: float = 30.0) -> socket.socket:
     import struct
 
-    path = os.path.join(session_dir(name), "control.sock")
+    path, dfd = _socket_address(name)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     s.settimeout(timeout)
     try:
-        s.connect(path)
+        try:
+            s.connect(path)
+        finally:
+            os.close(dfd)
         _pid, uid, _gid = struct.unpack(
             "3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
         )
@@ -261,17 +284,8 @@ def _connect(name: str, timeout: float = 30.0) -> socket.socket:
 
 
 def request(name: str, message: dict[str, object], timeout: float = 30.0) -> dict[str, Any]:
-    path = os.path.join(session_dir(name), "control.sock")
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    s.settimeout(timeout)
+    s = _connect(name, timeout)
     try:
-        s.connect(path)
-        creds = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-        import struct
-
-        _pid, uid, _gid = struct.unpack("3i", creds)
-        if uid != os.geteuid():
-            raise SessionError(f"session {name}: the control socket is not ours (uid {uid})")
         s.sendall(json.dumps(message).encode() + b"\n")
         buf = b""
         while not buf.endswith(b"\n"):
@@ -299,27 +313,20 @@ class Keeper:
         launch: Any,
         stager_sock: socket.socket | None,
         until_empty: bool,
+        server: socket.socket,
     ) -> None:
         self.state = state_base
         self.launch = launch
         self.stager = stager_sock
         self.until_empty = until_empty
-        self.server: socket.socket | None = None
+        self.server = server
 
     def serve(self) -> None:
         import selectors
 
         from ..kernel._syscall import syscall
 
-        path = os.path.join(session_dir(self.state.name), "control.sock")
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        old = os.umask(0o177)
-        try:
-            server.bind(path)
-        finally:
-            os.umask(old)
-        server.listen(16)
-        self.server = server
+        server = self.server
         pidfd = syscall("pidfd_open", self.launch.child_pid, 0)
         sel = selectors.DefaultSelector()
         sel.register(server, selectors.EVENT_READ, "accept")
