@@ -210,7 +210,7 @@ def members(state: SessionState) -> list[int]:
                 comm = f.read().strip()
         except OSError:
             continue
-        if comm in (b"rf-stager", b"gocryptfs"):
+        if comm in (b"rf-stager", b"gocryptfs", b"memfd:gocryptfs"):
             continue
         found.append(pid)
     return found
