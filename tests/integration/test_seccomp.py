@@ -10,7 +10,7 @@ kernel refuses too, the filter answers with a marker errno that only it can prod
 from __future__ import annotations
 
 import ctypes
-import dataclasses
+from ringfence._record import replace
 import errno
 import fcntl
 import mmap
@@ -43,7 +43,7 @@ pytestmark = pytest.mark.skipif(
 STRICT = seccomp.strict_policy()
 # Same as strict, but deny-list hits answer with an errno no kernel path gives for these calls.
 MARKER = errno.ENOTRECOVERABLE
-STRICT_MARKED = dataclasses.replace(STRICT, error_number=MARKER)
+STRICT_MARKED = replace(STRICT, error_number=MARKER)
 
 SIGCHLD = 17
 TIOCSTI, TIOCSCTTY, TIOCLINUX = 0x5412, 0x540E, 0x541C
