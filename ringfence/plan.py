@@ -376,11 +376,13 @@ class _Builder:
             self.add(Dev(_norm_dest("--dev", dest, self.home), why="--dev"))
         if p.mount_sysfs:
             self.add(Sysfs("/sys", from_host=not p.private_network, why="MountSysfs"))
-        if p.protect_kernel_modules and p.root == "host":
+        if p.protect_kernel_modules and p.root != "empty":
+            seen: set[str] = set()
             for mod in ("/usr/lib/modules", "/lib/modules"):
-                if os.path.isdir(mod) and not os.path.islink(mod):
-                    self.add(Inaccessible(mod, why="ProtectKernelModules"))
-                    break
+                real = os.path.realpath(mod)
+                if os.path.isdir(mod) and real not in seen:
+                    seen.add(real)
+                    self.add(Inaccessible(real, why="ProtectKernelModules"))
         if p.private_machine_id and p.root != "empty":
             for mid in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
                 if os.path.exists(mid) and (mid.startswith("/etc") or p.root == "host"):
@@ -504,7 +506,9 @@ def compile_plan(profile: Profile, request: RunRequest, ctx: HostContext | None 
         namespaces.append("net")
 
     env = _environment(p, ctx, home)
-    cwd = p.working_directory or (home if p.private_home or p.protect_home == "no" else "/")
+    # Start in the home directory when the sandbox has one, else at the root.
+    home_visible = p.protect_home in ("no", "read-only") and os.path.isdir(home)
+    cwd = home if p.private_home or (home_visible and p.root != "empty") else "/"
     if p.working_directory:
         cwd = _norm_dest("WorkingDirectory", p.working_directory, home)
 

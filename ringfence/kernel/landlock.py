@@ -673,7 +673,13 @@ def parse_keys(mapping: Mapping[str, object]) -> LandlockPolicy | None:
     ``LandlockScopes``: "abstract-unix", "signal". Other keys are ignored (the profile layer
     owns unknown-key errors). The policy has no paths: the runtime adds them from its mounts.
     """
-    present = [k for k in _POLICY_KEYS if k in mapping]
+    # Scopes emptied by a reset ([""] in a profile that extends another) ask for nothing; an
+    # empty port list does ask for something (no port at all).
+    present = [
+        k
+        for k in _POLICY_KEYS
+        if k in mapping and not (k == "LandlockScopes" and mapping[k] in ([], (), ""))
+    ]
     mode: object = mapping.get("Landlock")
     if mode is None:
         if not present:

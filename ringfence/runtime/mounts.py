@@ -45,6 +45,7 @@ _PROC_RO = (
     "fs",
     "irq",
 )
+_PROC_HIDDEN = ("kallsyms", "kcore", "kmsg", "timer_list", "sched_debug", "keys", "key-users")
 _DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 
@@ -170,6 +171,10 @@ class RootBuilder:
         if op.protect_tunables and not op.subset:
             for sub in _PROC_RO:
                 self._remount(Remount(f"{op.dest}/{sub}", readonly=True, optional=True))
+            # Kernel addresses and memory: hidden behind empty, unreadable files.
+            for name in _PROC_HIDDEN:
+                if os.path.exists(f"{NEW}{op.dest}/{name}"):
+                    self._file(File(f"{op.dest}/{name}", b"", 0))
 
     def _dev(self, op: MountOp) -> None:
         assert isinstance(op, Dev)
