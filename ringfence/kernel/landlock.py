@@ -24,9 +24,10 @@ import ctypes
 import os
 import stat
 from collections.abc import Iterable, Mapping
-from .._record import field, record as dataclass
 from typing import TYPE_CHECKING
 
+from .._record import field
+from .._record import record as dataclass
 from ..errors import KernelError, ProfileError, SandboxError, UnsupportedError
 from ._syscall import syscall
 
