@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -76,6 +75,8 @@ def launch_and_wait(plan: Any, args: argparse.Namespace, want_json: bool, **laun
             continue
         signal.signal(sig, lambda s, _f: launch.signal(s))
     if want_json:
+        import json
+
         sys.stderr.write(json.dumps(report(plan, launch), separators=(",", ":")) + "\n")
         sys.stderr.flush()
     try:

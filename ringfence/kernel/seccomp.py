@@ -22,12 +22,17 @@ libseccomp itself (slower, and only where libseccomp.so.2 is visible). :func:`ex
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
-from .._record import record as dataclass
-from typing import Any, Literal, NamedTuple
 
+from .._record import record as dataclass
 from ..errors import KernelError, ProfileError, UnsupportedError
 from . import syscall_groups
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any, Literal
+
+    Mode = Literal["off", "allow", "deny"]
 
 __all__ = [
     "KEYS",
@@ -145,7 +150,6 @@ _TERMINAL_IOCTLS = {
 
 _EPERM, _ENOSYS, _EAFNOSUPPORT = 1, 38, 97
 
-Mode = Literal["off", "allow", "deny"]
 
 # --- the policy ---------------------------------------------------------------------------
 
@@ -414,14 +418,16 @@ def strict_policy() -> SeccompPolicy:
 # --- compiling the policy into rules (pure) ------------------------------------------------
 
 
-class _Cmp(NamedTuple):
+@dataclass(frozen=True)
+class _Cmp:
     arg: int
     op: int
     a: int
     b: int = 0
 
 
-class _Rule(NamedTuple):
+@dataclass(frozen=True)
+class _Rule:
     syscall: str
     action: int
     conds: tuple[_Cmp, ...] = ()
@@ -429,13 +435,15 @@ class _Rule(NamedTuple):
     why: str = ""
 
 
-class _FilterPlan(NamedTuple):
+@dataclass(frozen=True)
+class _FilterPlan:
     purpose: str
     default: int
     rules: tuple[_Rule, ...]
 
 
-class _Plan(NamedTuple):
+@dataclass(frozen=True)
+class _Plan:
     abis: tuple[str, ...]  # native first
     # Load order. The SystemCallFilter one comes last: an allow-list may not allow seccomp()
     # itself, and among equal actions the kernel reports the newest filter's (its errno).

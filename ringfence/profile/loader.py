@@ -184,20 +184,12 @@ def _layer(layer: str, raw: dict[str, object], keys: tuple[str, ...]) -> object:
     import importlib
 
     subset = {k: raw[k] for k in keys if k in raw}
+    if not subset:
+        return None  # and the layer's module is not even imported (start-up time)
     module = {
         "seccomp": "..kernel.seccomp",
         "landlock": "..kernel.landlock",
         "usernet": "..runtime.usernet",
         "cgroup": "..kernel.cgroup",
     }[layer]
-    try:
-        mod = importlib.import_module(module, __package__)
-    except ModuleNotFoundError:
-        if subset:
-            from ..errors import UnsupportedError
-
-            raise UnsupportedError(f"{layer} keys {sorted(subset)} are not supported yet") from None
-        return None
-    if not subset:
-        return None
-    return mod.parse_keys(subset)
+    return importlib.import_module(module, __package__).parse_keys(subset)

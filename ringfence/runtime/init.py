@@ -125,6 +125,12 @@ def _supervise(plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int, tt
     if go != b"g":
         os._exit(2)
     os.close(go_fd)
+    if plan.cgroup is not None and "cgroup" in plan.namespaces:
+        # Now that the launcher has put us in the sandbox's cgroup, root our cgroup namespace
+        # there: the payload sees neither the host's cgroup path nor anything above its own.
+        from ..kernel import userns
+
+        userns.unshare(userns.CLONE_NEWCGROUP)
     pid = os.fork() if plan.argv else -1
     if pid == 0:
         from .payload import exec_payload

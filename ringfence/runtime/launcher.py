@@ -122,7 +122,13 @@ class Launch:
 
     def _start_helpers(self) -> None:
         if self.plan.join_pid is not None:
-            return  # a joiner uses the session's network and cgroup as they are
+            # A joiner uses the session's network as it is, and joins its cgroup (before "go",
+            # so the payload never runs outside the session's limits).
+            if self.plan.cgroup is not None:
+                from ..kernel import cgroup
+
+                cgroup.follow(self.plan.join_pid, self.init_pid)
+            return
         if self.plan.cgroup is not None:
             from ..kernel import cgroup
 

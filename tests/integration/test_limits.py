@@ -445,11 +445,6 @@ def session_name(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
 
 
 @needs_pids
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: Launch._start_helpers returns early for joiners without calling "
-    "cgroup.follow(plan.join_pid, init_pid), so `ringfence enter` escapes TasksMax/MemoryMax",
-)
 def test_a_process_entering_a_session_is_bounded_by_its_cgroup(session_name):
     started = rf("start", session_name, "--set", "TasksMax=10", "--", "sleep", "300")
     assert started.returncode == 0, started.stderr
