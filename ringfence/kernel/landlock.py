@@ -24,7 +24,8 @@ import ctypes
 import os
 import stat
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
 
 from .._record import field
 from .._record import record as dataclass

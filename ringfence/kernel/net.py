@@ -1,30 +1,39 @@
 """Network interfaces inside the sandbox's own network namespace.
 
 Owns: bringing the loopback interface up (SIOCSIFFLAGS). Must never touch the host's network
-namespace: callers run this only after unshare(CLONE_NEWNET).
+namespace: callers run this only after unshare(CLONE_NEWNET). Uses libc's socket() directly:
+the socket module costs more to import than the whole call.
 """
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
-import socket
+import os
 import struct
 
 from ..errors import KernelError
+from ._syscall import check, libc
 
-# linux/sockios.h, linux/if.h
+# linux/socket.h, linux/sockios.h, linux/if.h
+AF_INET = 2
+SOCK_DGRAM = 2
+SOCK_CLOEXEC = 0o2000000
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 
 
 def bring_up(ifname: str = "lo") -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-        try:
-            req = struct.pack("16sH14x", ifname.encode(), 0)
-            flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
-            fcntl.ioctl(
-                s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", ifname.encode(), flags | IFF_UP)
-            )
-        except OSError as e:
-            raise KernelError("ioctl", e.errno or 0, f"SIOCSIFFLAGS {ifname}") from None
+    fd = check(libc.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), "socket", "AF_INET")
+    try:
+        name = ifname.encode()
+        req = struct.pack("16sH14x", name, 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(fd, SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(fd, SIOCSIFFLAGS, struct.pack("16sH14x", name, flags | IFF_UP))
+    except OSError as e:
+        raise KernelError(
+            "ioctl", e.errno or ctypes.get_errno(), f"SIOCSIFFLAGS {ifname}"
+        ) from None
+    finally:
+        os.close(fd)
