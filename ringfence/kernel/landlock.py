@@ -25,12 +25,12 @@ import os
 import stat
 from collections.abc import Iterable, Mapping
 
-TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
-
 from .._record import field
 from .._record import record as dataclass
 from ..errors import KernelError, ProfileError, SandboxError, UnsupportedError
 from ._syscall import syscall
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
 
 if TYPE_CHECKING:
     from typing import Literal, TypeAlias
