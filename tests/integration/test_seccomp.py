@@ -10,7 +10,6 @@ kernel refuses too, the filter answers with a marker errno that only it can prod
 from __future__ import annotations
 
 import ctypes
-from ringfence._record import replace
 import errno
 import fcntl
 import mmap
@@ -34,6 +33,7 @@ from _seccomp_attacks import (
 )
 from _seccomp_attacks import call as raw
 
+from ringfence._record import replace
 from ringfence.kernel import seccomp
 
 pytestmark = pytest.mark.skipif(
