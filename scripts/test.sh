@@ -13,7 +13,8 @@
 # stacks of all threads dumped (pytest's faulthandler_timeout) so the log names it.
 #
 # Environment: PYTEST_ARGS (extra pytest arguments, e.g. "-k vault" or "-x"),
-# RF_SUITE_TIMEOUT (default 1500 s per run), RF_LEAK_CHECK=0 to skip step 4,
+# RF_SUITE_TIMEOUT (default 1500 s per run), RF_LEAK_CHECK=0 to skip step 4, RF_LEAK_STRICT=1
+# to count leftovers as a failure outside CI (they always are when CI is set),
 # RF_TEST_AS="user root" (which runs to do).
 set -euo pipefail
 
@@ -25,6 +26,9 @@ VENV=$CI_DIR/venv
 LOGS=$CI_DIR/logs
 SUITE_TIMEOUT=${RF_SUITE_TIMEOUT:-1500}
 read -r -a EXTRA <<<"${PYTEST_ARGS:-}"
+# Leftovers fail the run in CI, where nothing else runs. On a shared development machine other
+# people's processes and temp files show up too, so there they are only listed.
+LEAK_STRICT=${RF_LEAK_STRICT:-$([[ -n ${CI:-} ]] && echo 1 || echo 0)}
 
 [[ $(id -u) -eq 0 ]] || { echo "test: run as root (CI does): sudo make test" >&2; exit 2; }
 [[ -x $VENV/bin/python && -d $SRC/tests ]] || { echo "test: run 'make setup' first" >&2; exit 2; }
@@ -55,7 +59,7 @@ suite() {  # suite NAME CMD... : run the pytest suite through CMD, record its ou
     (
         cd "$SRC"
         timeout --kill-after=30 "$SUITE_TIMEOUT" "$@" \
-            "$VENV/bin/python" -m pytest -p no:cacheprovider -o faulthandler_timeout=300 \
+            "$VENV/bin/python" -m pytest -p no:cacheprovider -o faulthandler_timeout=300 --continue-on-collection-errors \
             -q tests "${EXTRA[@]}" </dev/null 2>&1
     ) | tee "$log" || rc=$?
 
@@ -80,9 +84,12 @@ suite() {  # suite NAME CMD... : run the pytest suite through CMD, record its ou
     if [[ ${RF_LEAK_CHECK:-1} != 0 ]]; then
         if bash "$REPO/scripts/leakcheck.sh" compare "$snap"; then
             lines+=("$(printf '%-24s %s' "leaks after $name:" none)")
-        else
+        elif [[ $LEAK_STRICT == 1 ]]; then
             failures+=("leaks after $name run")
             lines+=("$(printf '%-24s %s' "leaks after $name:" "LEFT BEHIND (see above)")")
+        else
+            lines+=("$(printf '%-24s %s' "leaks after $name:" \
+                "something new on the host (see above); not counted outside CI")")
         fi
         rm -rf "$snap"
     fi
