@@ -38,3 +38,74 @@ def world_tmp():  # type: ignore[no-untyped-def]
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+# --- After the whole suite: nothing of ringfence's may be left on the host --------------------
+
+_MACHINERY = {
+    "rf-init",
+    "rf-stager",
+    "gocryptfs",
+    "memfd:gocryptfs",
+    "slirp4netns",
+    "pasta",
+    "passt",
+    "passt.avx2",
+    "pasta.avx2",
+}
+_before: dict[str, object] = {}
+
+
+def _our_leftovers() -> list[str]:
+    uids = {os.getuid(), 65534}
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                comm = f.read().strip()
+            owner = os.stat(f"/proc/{entry}").st_uid
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(") ", 1)[1][0]
+        except OSError:
+            continue
+        if comm in _MACHINERY and owner in uids and state != "Z":
+            found.append(f"process {entry} ({comm})")
+    return found
+
+
+def _mounts() -> set[str]:
+    with open("/proc/self/mountinfo") as f:
+        return {" ".join(line.split()[3:5]) for line in f}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _before["mounts"] = _mounts()
+    _before["procs"] = set(_our_leftovers())
+    _before["tmp"] = set(os.listdir("/tmp"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import time
+
+    if not _before or session.config.option.collectonly:
+        return
+    deadline = time.monotonic() + 10
+    while True:
+        procs = set(_our_leftovers()) - _before["procs"]  # type: ignore[operator]
+        mounts = _mounts() - _before["mounts"]  # type: ignore[operator]
+        tmp = {
+            n
+            for n in set(os.listdir("/tmp")) - _before["tmp"]  # type: ignore[operator]
+            if n.startswith(("rf-", "ringfence"))
+        }
+        if not (procs or mounts or tmp) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if procs or mounts or tmp:
+        sys.stderr.write(
+            "\nringfence left things behind after the suite:\n"
+            + "".join(f"  {item}\n" for item in sorted([*procs, *mounts, *tmp]))
+        )
+        session.exitstatus = 1

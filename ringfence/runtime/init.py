@@ -17,7 +17,7 @@ import signal
 from ..errors import RingfenceError, SandboxError
 from ..kernel import caps, fds, net, prctl
 from ..kernel import mount as m
-from ..plan import Plan
+from ..plan import Bind, Dev, Plan
 from . import protocol
 from .mounts import RootBuilder
 
@@ -44,7 +44,7 @@ def init_main(
     stager_fd: int = -1,
 ) -> None:
     try:
-        _setup(plan, fdmap, status_fd, go_fd, passwords, stager_fd)
+        _setup(plan, fdmap, status_fd, go_fd, passwords, stager_fd, tty)
     except RingfenceError as e:
         protocol.send_error(status_fd, e.exit_code, str(e))
         os._exit(e.exit_code)
@@ -61,6 +61,7 @@ def _setup(
     go_fd: int,
     passwords: tuple[bytes, ...],
     stager_fd: int,
+    tty: bool = False,
 ) -> None:
     prctl.set_pdeathsig(signal.SIGKILL)
     prctl.set_name("rf-init")
@@ -84,10 +85,20 @@ def _setup(
         raise KernelError("sethostname", ctypes.get_errno(), plan.hostname)
     if "net" in plan.namespaces:
         net.bring_up("lo")
+    # The payload's terminal (a pty of the host's devpts) shows up as /dev/console, as in
+    # bubblewrap: ttyname() then finds it by device number in our private /dev.
+    console = None
+    if tty and any(isinstance(op, Dev) and op.dest == "/dev" for op in plan.mounts):
+        try:
+            console = os.readlink(f"/proc/self/fd/{fdmap[0]}")
+        except OSError:
+            console = None
     builder = RootBuilder()
     builder.prepare()
     for op in plan.mounts:
         builder.apply(op)
+    if console and console.startswith("/dev/pts/"):
+        builder.apply(Bind(console, "/dev/console", readonly=False, device=True, why="terminal"))
     if plan.vaults:
         from . import vault
 
