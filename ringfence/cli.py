@@ -23,6 +23,7 @@ COMMANDS = {
     "ls": "ringfence.commands.session",
     "stop": "ringfence.commands.session",
     "add": "ringfence.commands.session",
+    "doctor": "ringfence.commands.doctor",
 }
 
 
