@@ -109,6 +109,16 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         first = argv[0] if argv else None
+        if first == "run" and "--" in argv:
+            # The common one-shot case: parse without argparse (see commands/_fastargs.py).
+            from .commands._fastargs import parse_run
+
+            cut = argv.index("--")
+            fast = parse_run(argv[1:cut], argv[cut + 1 :])
+            if fast is not None and fast.command:
+                from .commands import run as run_command
+
+                return int(run_command.run(fast))  # type: ignore[arg-type]
         parser = _Parser.build(first if first in COMMANDS else None)
         # Everything after the first "--" is the payload's command line, taken verbatim
         # (argparse's REMAINDER would also swallow options written after a positional).
