@@ -412,18 +412,24 @@ def choose_stack(
             f"AllowHostPorts: {' '.join(map(str, config.allow_host_ports))} needs pasta",
             "slirp4netns maps all host loopback ports or none; set UserNetStack=pasta or auto",
         )
+    ipv6_publish = [str(f) for f in config.publish if ":" in f.host_addr]
+    if config.stack == "slirp4netns" and ipv6_publish:
+        raise ProfileError(
+            f"PublishPorts: {' '.join(ipv6_publish)} needs pasta",
+            "slirp4netns forwards from IPv4 host addresses only; set UserNetStack=pasta or auto",
+        )
     if config.stack == "auto":
-        order = ("pasta",) if config.allow_host_ports else ("slirp4netns", "pasta")
+        needs_pasta = config.allow_host_ports or ipv6_publish
+        order = ("pasta",) if needs_pasta else ("slirp4netns", "pasta")
     else:
         order = (config.stack,)
     for stack in order:
         path = lookup(stack)
         if path is not None:
             return stack, path
-    if config.allow_host_ports:
-        raise MissingToolError(
-            "AllowHostPorts= needs pasta, which is not installed", "install passt"
-        )
+    if config.stack == "auto" and (config.allow_host_ports or ipv6_publish):
+        what = "AllowHostPorts=" if config.allow_host_ports else "an IPv6 PublishPorts= address"
+        raise MissingToolError(f"{what} needs pasta, which is not installed", "install passt")
     if config.stack != "auto":
         package = "passt" if config.stack == "pasta" else "slirp4netns"
         raise MissingToolError(f"{config.stack} is not installed", f"install {package}")
@@ -621,6 +627,7 @@ class UserNet:
         self.helper_pid = -1
         self.startup_ms = 0.0
         self._plan: NetnsPlan | None = None
+        self._configurator: _Configurator | None = None
         self._helper_pidfd = -1
         self._sandbox_pidfd = -1
         self._exit_w = -1
@@ -648,6 +655,7 @@ class UserNet:
             return
         self._stopped = True
         self._kill_helper()
+        configurator, self._configurator = self._configurator, None
         if self._wake_w >= 0:
             try:
                 os.write(self._wake_w, b"x")
@@ -657,6 +665,9 @@ class UserNet:
         if lock is not None:
             lock.acquire()  # returns once the watcher thread has finished
             lock.release()
+        if configurator is not None:
+            configurator.cancel()
+            os.close(configurator.pidfd)
         _remove_private_dir(self._api_dir)
         self._api_dir = None
         for fd in (
@@ -702,6 +713,8 @@ class UserNet:
         # Runs in a thread: when the sandbox's PID 1 is gone, so is the helper.
         import select
 
+        if self._configurator is not None:
+            self._configurator.reap()  # it exits right after reporting success
         wake_r = self._wake_r
         poller = select.poll()
         poller.register(self._sandbox_pidfd, select.POLLIN)
@@ -738,7 +751,11 @@ class UserNet:
             "addresses": [f"{SANDBOX_IP4}/32", f"{SANDBOX_IP6}/128"],
             "gateway": [GATEWAY_IP4, GATEWAY_IP6],
             "dns": [DNS_IP4],
-            "host_loopback": "blocked",
+            "host_loopback": (
+                f"blocked except ports {', '.join(map(str, self.config.allow_host_ports))}"
+                if self.config.allow_host_ports
+                else "blocked"
+            ),
             "host_mapped_blocked": [str(n) for n in self.plan.host_mapped],
             "allowed_host_ports": list(self.config.allow_host_ports),
             "published_ports": [str(f) for f in self.config.publish],
@@ -785,19 +802,15 @@ def start(pid: int, config: UserNetConfig | None = None) -> UserNet:
     config = config if config is not None else UserNetConfig()
     stack, path = choose_stack(config)
     net = UserNet(pid, config, stack, path)
-    configurator: _Configurator | None = None
     try:
         ready_r = _launch(net)
-        configurator = _Configurator(pid, config, stack)
+        net._configurator = _Configurator(pid, config, stack)
         _wait_ready(net, ready_r)
-        configurator.run()
-        configurator = None
+        net._configurator.run()
         if stack == "slirp4netns" and config.publish:
             _publish_slirp(net)
         _start_watcher(net)
     except BaseException:
-        if configurator is not None:
-            configurator.cancel()
         net.stop()
         raise
     net.startup_ms = (time.monotonic() - begin) * 1000
@@ -1021,13 +1034,19 @@ def configure_namespace(
     their own to see what leaves the namespace.
     """
     configurator = _Configurator(sandbox_pid, config or UserNetConfig(), stack)
-    configurator.run()
+    try:
+        configurator.run()
+    finally:
+        configurator.cancel()
+        os.close(configurator.pidfd)
 
 
 class _Configurator:
     """A short-lived child that setns()es into the sandbox's user and network namespaces (the
     caller owns the user namespace, so the child has every capability there), prepares, and
-    configures when told to. Forked at once; :meth:`run` says go and waits for the result."""
+    configures when told to. Forked at once; :meth:`run` says go and returns as soon as the
+    child reports success (its exit is reaped later, off the start-up path, by :meth:`reap`).
+    """
 
     def __init__(self, sandbox_pid: int, config: UserNetConfig, stack: str) -> None:
         go_r, self._go_w = os.pipe2(os.O_CLOEXEC)
@@ -1039,35 +1058,54 @@ class _Configurator:
                 os.close(self._go_w)
                 os.close(self._err_r)
                 code = _configure_in_child(sandbox_pid, config, stack, go_r)
+                if code == 0:
+                    os.write(err_w, CONFIGURED)
             except BaseException as exc:  # noqa: BLE001 - must never return into the caller
                 try:
-                    os.write(err_w, str(exc).encode(errors="replace")[:2000])
+                    os.write(err_w, str(exc).encode(errors="replace")[:2000] or b"?")
                 except OSError:
                     pass
             os._exit(code)
         os.close(go_r)
         os.close(err_w)
+        self.pidfd = os.pidfd_open(self.pid)
 
     def run(self) -> None:
         os.write(self._go_w, b"g")
-        self._finish("configuring the sandbox's network failed")
+        os.close(self._go_w)
+        self._go_w = -1
+        answer = os.read(self._err_r, 4096)
+        if answer == CONFIGURED:
+            return
+        while chunk := os.read(self._err_r, 4096):
+            answer += chunk
+        status = self.reap()
+        message = answer.decode(errors="replace") or f"wait status {status}"
+        raise SandboxError(f"configuring the sandbox's network failed: {message}")
 
     def cancel(self) -> None:
-        try:
-            self._finish(None)
-        except SandboxError:
-            pass
+        """Tell the child to give up (EOF without "g") and reap it."""
+        if self._go_w >= 0:
+            os.close(self._go_w)
+            self._go_w = -1
+        self.reap()
 
-    def _finish(self, failure: str | None) -> None:
-        os.close(self._go_w)  # EOF without "g": the child gives up
-        chunks = []
-        while chunk := os.read(self._err_r, 4096):
-            chunks.append(chunk)
-        os.close(self._err_r)
-        _, status = os.waitpid(self.pid, 0)
-        if failure and status != 0:
-            message = b"".join(chunks).decode(errors="replace") or f"wait status {status}"
-            raise SandboxError(f"{failure}: {message}")
+    def reap(self) -> int | None:
+        """Wait for the child's exit; idempotent, and safe from any thread (a pidfd)."""
+        status = None
+        if self.pidfd >= 0:
+            try:
+                result = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED)
+                status = result.si_status if result is not None else None
+            except ChildProcessError:
+                pass
+        if self._err_r >= 0:
+            os.close(self._err_r)
+            self._err_r = -1
+        return status
+
+
+CONFIGURED = b"configured\n"
 
 
 def _configure_in_child(sandbox_pid: int, config: UserNetConfig, stack: str, go_r: int) -> int:
@@ -1155,11 +1193,6 @@ def _publish_slirp(net: UserNet) -> None:
     api_dir = net._api_dir
     try:
         for fwd in net.config.publish:
-            if ":" in fwd.host_addr:
-                raise ProfileError(
-                    f"PublishPorts: {fwd} has an IPv6 host address",
-                    "slirp4netns forwards IPv4 only; use UserNetStack=pasta",
-                )
             request = {
                 "execute": "add_hostfwd",
                 "arguments": {

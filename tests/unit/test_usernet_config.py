@@ -198,6 +198,16 @@ def test_slirp4netns_cannot_open_single_host_ports() -> None:
         usernet.choose_stack(config, lookup("pasta", "slirp4netns"))
 
 
+def test_ipv6_publish_needs_pasta() -> None:
+    config = parse_keys({"PublishPorts": "[::1]:8080:80"})
+    assert usernet.choose_stack(config, lookup("pasta", "slirp4netns"))[0] == "pasta"
+    with pytest.raises(ProfileError, match="pasta"):
+        usernet.choose_stack(
+            parse_keys({"UserNetStack": "slirp4netns", "PublishPorts": "[::1]:8080:80"}),
+            lookup("pasta", "slirp4netns"),
+        )
+
+
 def test_missing_tools_say_what_to_install() -> None:
     with pytest.raises(MissingToolError, match="install passt or slirp4netns"):
         usernet.choose_stack(UserNetConfig(), lookup())
@@ -293,7 +303,7 @@ def test_describe_reports_what_is_enforced() -> None:
     state._version = "pasta test"
     report = state.describe()
     assert report["stack"] == "pasta" and report["version"] == "pasta test"
-    assert report["host_loopback"] == "blocked"
+    assert report["host_loopback"] == "blocked except ports 5432"
     assert report["allowed_host_ports"] == [5432]
     assert report["published_ports"] == ["127.0.0.1:8080:80/tcp"]
     assert report["ip_blocked"] == ["192.0.2.0/24"]
