@@ -78,9 +78,11 @@ def parse_run(argv: list[str], command: list[str]) -> SimpleNamespace | None:
             return None
         item: object = conv[0] if n == 1 else conv
         if repeat:
-            values[dest].append(item)  # type: ignore[union-attr]
-        elif values.get(dest) not in (None, RUN_DEFAULTS.get(dest)) and dest in ("askpass",
-                                                                                 "passfile"):
+            values[dest].append(item)  # type: ignore[attr-defined]
+        elif values.get(dest) not in (None, RUN_DEFAULTS.get(dest)) and dest in (
+            "askpass",
+            "passfile",
+        ):
             return None
         else:
             values[dest] = item

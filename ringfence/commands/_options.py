@@ -6,10 +6,9 @@ the equivalent TOML key always mean the same thing.
 
 from __future__ import annotations
 
-import argparse
-
 TYPE_CHECKING = False  # typing is slow to import; mypy treats this name as True
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -10,6 +9,7 @@ from ._options import add_sandbox_options, build_plan
 
 TYPE_CHECKING = False  # typing is slow to import; mypy treats this name as True
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 

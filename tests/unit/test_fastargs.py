@@ -56,8 +56,16 @@ def test_same_namespace_as_argparse(argv):
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["--bogus"], ["--net", "wifi"], ["--ro-bind", "/a"], ["--pass-fd", "x"],
-     ["--askpass", "a", "--passfile", "b"], ["--profile=strict"], ["positional"]],
+    [
+        ["--help"],
+        ["--bogus"],
+        ["--net", "wifi"],
+        ["--ro-bind", "/a"],
+        ["--pass-fd", "x"],
+        ["--askpass", "a", "--passfile", "b"],
+        ["--profile=strict"],
+        ["positional"],
+    ],
 )
 def test_unusual_input_falls_back_to_argparse(argv):
     assert _fastargs.parse_run(argv, ["true"]) is None
