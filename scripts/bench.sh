@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every benchmarks/*.py (files starting with _ are helpers) as the unprivileged test user,
-# from the world-readable copy made by scripts/setup.sh. Extra arguments: BENCH_ARGS.
+# from the world-readable copy made by scripts/setup.sh. BENCH="startup vault" runs only those;
+# BENCH_ARGS are passed to each.
 # A benchmark that fails is reported and the others still run; the exit status says if any did.
 set -euo pipefail
 
@@ -14,9 +15,15 @@ read -r -a ARGS <<<"${BENCH_ARGS:-}"
 shopt -s nullglob
 benches=()
 for f in "$SRC"/benchmarks/*.py; do
-    [[ $(basename "$f") == _* ]] || benches+=("$f")
+    name=$(basename "$f" .py)
+    [[ $name == _* ]] && continue
+    [[ -z ${BENCH:-} || " $BENCH " == *" $name "* ]] && benches+=("$f")
 done
 if ((${#benches[@]} == 0)); then
+    if [[ -n ${BENCH:-} ]]; then
+        echo "bench: no benchmarks/{${BENCH// /,}}.py" >&2
+        exit 2
+    fi
     echo "bench: no benchmarks/*.py yet: nothing to run"
     exit 0
 fi
@@ -26,7 +33,7 @@ failed=()
 for f in "${benches[@]}"; do
     echo "=== benchmarks/$(basename "$f") (as $TEST_USER)"
     if ! (cd "$SRC" && runuser -u "$TEST_USER" -- env -i \
-        PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 \
+        PATH="$VENV/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 \
         HOME="$home" USER="$TEST_USER" LOGNAME="$TEST_USER" \
         "$VENV/bin/python" "$f" "${ARGS[@]}" </dev/null); then
         failed+=("$(basename "$f")")
