@@ -78,7 +78,7 @@ def import_ringfence() -> object:
 
 # --- a profile with seccomp and Landlock off --------------------------------------------------
 
-_SECCOMP_OFF = {
+_SECCOMP_OFF: dict[str, object] = {
     "SystemCallFilter": [""],
     "RestrictAddressFamilies": [""],
     "SystemCallArchitectures": [""],
@@ -119,39 +119,50 @@ def _layers_of(path: str) -> tuple[bool, bool]:
     return sc, p.landlock is not None
 
 
-def layers_off_profile(tmp: str) -> tuple[str, list[str]]:
-    """Write a profile that is strict without seccomp and Landlock; return (path, notes).
+def layer_profiles(tmp: str) -> tuple[dict[str, str], list[str]]:
+    """Write strict with seccomp, Landlock, or both off; return ({variant: path}, notes).
 
-    First the natural way, extending strict and switching both layers off (a list key whose
+    First the natural way, extending strict and switching the layer off (a list key whose
     first entry is "" is reset); if the loader refuses that, a standalone copy of strict's
     other keys."""
     from ringfence.errors import RingfenceError
-
-    notes: list[str] = []
-    natural = os.path.join(tmp, "layers-off.toml")
-    with open(natural, "w") as f:
-        f.write('Extends = "strict"\n')
-        f.write(_toml({**_SECCOMP_OFF, "Landlock": "off", "LandlockScopes": [""]}))
-    try:
-        if _layers_of(natural) == (False, False):
-            notes.append("layers off = strict + SystemCallFilter=[''] ... + Landlock='off'")
-            return natural, notes
-        notes.append("extending strict left a layer on; using a standalone profile")
-    except RingfenceError as e:
-        notes.append(
-            f"cannot switch Landlock off by extending strict (Landlock='off' with "
-            f"LandlockScopes=['']): {e}; using a standalone copy of strict's other keys"
-        )
     from ringfence.profile.builtin import BUILTIN
     from ringfence.profile.loader import LANDLOCK_KEYS, SECCOMP_KEYS
 
-    drop = {*SECCOMP_KEYS, *LANDLOCK_KEYS}
-    standalone = os.path.join(tmp, "layers-off-standalone.toml")
-    with open(standalone, "w") as f:
-        f.write(_toml({k: v for k, v in BUILTIN["strict"].items() if k not in drop}))
-    if _layers_of(standalone) != (False, False):
-        raise SystemExit("could not build a profile without seccomp and Landlock")
-    return standalone, notes
+    landlock_off: dict[str, object] = {"Landlock": "off", "LandlockScopes": [""]}
+    variants: dict[str, tuple[dict[str, object], set[str]]] = {
+        "layers off": ({**_SECCOMP_OFF, **landlock_off}, {*SECCOMP_KEYS, *LANDLOCK_KEYS}),
+        "seccomp off": (_SECCOMP_OFF, set(SECCOMP_KEYS)),
+        "Landlock off": (landlock_off, set(LANDLOCK_KEYS)),
+    }
+    paths: dict[str, str] = {}
+    notes: list[str] = []
+    for name, (keys, drop) in variants.items():
+        want = ("SystemCallFilter" not in drop, "Landlock" not in drop)  # (seccomp, Landlock)
+        base = os.path.join(tmp, name.replace(" ", "-"))
+        with open(base + ".toml", "w") as f:
+            f.write('Extends = "strict"\n' + _toml(keys))
+        try:
+            if _layers_of(base + ".toml") == want:
+                paths[name] = base + ".toml"
+                continue
+            notes.append(f"{name}: extending strict left a layer on; using a standalone profile")
+        except RingfenceError as e:
+            notes.append(
+                f"{name}: cannot be expressed by extending strict ({e}); using a standalone "
+                "copy of strict's other keys"
+            )
+        with open(base + "-standalone.toml", "w") as f:
+            f.write(_toml({k: v for k, v in BUILTIN["strict"].items() if k not in drop}))
+        if _layers_of(base + "-standalone.toml") != want:
+            raise SystemExit(f"could not build a profile with {name}")
+        paths[name] = base + "-standalone.toml"
+    if not notes:
+        notes.append(
+            "layers off = Extends strict + SystemCallFilter=[''] (and the other seccomp keys "
+            "reset or false), Landlock='off', LandlockScopes=['']"
+        )
+    return paths, notes
 
 
 def verify_layers(rf: str, off: str, env: dict[str, str]) -> str:
@@ -435,6 +446,21 @@ def host_line() -> str:
     )
 
 
+def layer_costs(medians: dict[str, float]) -> dict[str, float]:
+    strict = medians.get("Sandbox.run (strict)")
+    if strict is None:
+        return {}
+    return {
+        f"{layer}": strict - medians[f"Sandbox.run ({variant})"]
+        for layer, variant in (
+            ("seccomp", "seccomp off"),
+            ("Landlock", "Landlock off"),
+            ("both", "layers off"),
+        )
+        if f"Sandbox.run ({variant})" in medians
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -482,8 +508,10 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="rf-bench-startup-")
     try:
         os.chmod(tmp, 0o755)  # a root caller's sandbox runs as an unprivileged user
-        off, notes = layers_off_profile(tmp)
-        os.chmod(off, 0o644)
+        profiles, notes = layer_profiles(tmp)
+        for path in profiles.values():
+            os.chmod(path, 0o644)
+        off = profiles["layers off"]
         notes.append(verify_layers(rf, off, env))
         info["notes"] = notes
         true = shutil.which("true") or "/bin/true"
@@ -525,6 +553,8 @@ def main() -> None:
             dn = subprocess.DEVNULL
             strict_box = ringfence.Sandbox("strict")
             off_box = ringfence.Sandbox(off)
+            sc_off_box = ringfence.Sandbox(profiles["seccomp off"])
+            ll_off_box = ringfence.Sandbox(profiles["Landlock off"])
             bw = bwrap_argv(args.bwrap, ["/bin/true"])
 
             def timed(call: Callable[[], object]) -> Callable[[], int]:
@@ -550,6 +580,12 @@ def main() -> None:
                 ),
                 "Sandbox.run (layers off)": timed(
                     lambda: off_box.run(["/bin/true"], stdin=dn, stdout=dn, stderr=dn)
+                ),
+                "Sandbox.run (seccomp off)": timed(
+                    lambda: sc_off_box.run(["/bin/true"], stdin=dn, stdout=dn, stderr=dn)
+                ),
+                "Sandbox.run (Landlock off)": timed(
+                    lambda: ll_off_box.run(["/bin/true"], stdin=dn, stdout=dn, stderr=dn)
                 ),
             }
             keep(interleave(api, args.runs, args.warmup))
@@ -636,6 +672,7 @@ def main() -> None:
             **info,
             "medians_ms": medians,
             "iqr_ms": spreads,
+            "layer_costs_ms": layer_costs(medians),
             "memory_kb": {k: m.kb for k, m in memory.items()},
             "seccomp_workload": workload_kind,
             "seccomp_ns": {k: statistics.median(v) for k, v in seccomp_ns.items()},
@@ -672,6 +709,11 @@ def main() -> None:
         print(f"\n  {'syscall workload: ' + workload_kind:52} {'ms':>11}")
         for name, samples in seccomp_ns.items():
             print(f"  {name:52} {statistics.median(samples) / 1e6:11.2f} {spread(samples):>12}")
+    derived = layer_costs(medians)
+    if derived:
+        print(f"\n  {'cost of each layer (API, strict minus the variant)':52} {'ms':>11}")
+        for name, value in derived.items():
+            print(f"  {name:52} {value:+11.2f}")
     print(f"\n  {'target':52} {'value':>11} {'limit':>12}  verdict")
     for t in targets:
         print(t.row())
