@@ -17,7 +17,7 @@ export RF_TEST_USER ?= rftest
 help:
 	@echo "make demo    set up, then run a confined program as $(RF_TEST_USER) and show what was enforced"
 	@echo "make test    set up, lint, run the whole suite as $(RF_TEST_USER) and as root (PYTEST_ARGS=...)"
-	@echo "make lint    ruff check + mypy --strict ringfence"
+	@echo "make lint    ruff check, ruff format --check, mypy --strict ringfence"
 	@echo "make bench   run benchmarks/*.py as $(RF_TEST_USER) (BENCH=\"startup vault\" BENCH_ARGS=...)"
 	@echo "make setup   Debian packages, devices, user $(RF_TEST_USER), venv in $(RF_CI_DIR) (root)"
 	@echo "make clean   remove $(RF_CI_DIR)"

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# Lint the checkout this script lives in: ruff (rules in pyproject.toml) and mypy --strict on the
+# Lint the checkout this script lives in: ruff check and ruff format --check (rules in
+# pyproject.toml; ruff also formats the Python blocks of Markdown files) and mypy --strict on the
 # package. Uses the CI venv made by scripts/setup.sh unless RF_VENV names another one.
-#
-# Not run: `ruff format --check`. Most of the core is not formatted with it yet; add it here
-# (and to `make lint`) once `ruff format --check .` passes on the whole tree.
+# `ruff format FILES` fixes what the format check reports.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,6 +20,8 @@ mkdir -p "$CACHE" 2>/dev/null || CACHE=$(mktemp -d)
 status=0
 echo "lint: ruff check ."
 RUFF_CACHE_DIR=$CACHE/ruff "$VENV/bin/ruff" check --quiet . || status=1
+echo "lint: ruff format --check ."
+RUFF_CACHE_DIR=$CACHE/ruff "$VENV/bin/ruff" format --check --quiet . || status=1
 # pyproject.toml sets warn_unused_ignores = false; --strict on the command line would turn it
 # back on, so restate the project's choice.
 echo "lint: mypy --strict ringfence"
