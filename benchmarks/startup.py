@@ -67,6 +67,37 @@ def entry_interpreter(ringfence: str) -> str:
     return sibling if os.access(sibling, os.X_OK) else "/usr/bin/python3"
 
 
+def entry_takes_site_path(rf: str, python: str) -> bool:
+    """Whether bin/ringfence falls back to site.main() (slow) to find the package."""
+    r = subprocess.run(
+        [python, "-I", "-S", "-X", "importtime", rf, "--version"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+    )
+    return any(line.rstrip().endswith("| site") for line in r.stderr.decode().splitlines())
+
+
+def direct_entry(python: str) -> list[str] | None:
+    """``python -I -S -c ...`` importing ringfence.cli from where site would find it: what
+    the entry script costs without its site fallback."""
+    r = subprocess.run(
+        [
+            python,
+            "-c",
+            "import os, ringfence; print(os.path.dirname(os.path.dirname(ringfence.__file__)))",
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+    )
+    if r.returncode != 0:
+        return None
+    where = r.stdout.decode().strip()
+    code = f"import sys; sys.path.append({where!r}); from ringfence.cli import entry; entry()"
+    return [python, "-I", "-S", "-c", code]
+
+
 def import_ringfence() -> object:
     try:
         import ringfence
@@ -157,6 +188,10 @@ def layer_profiles(tmp: str) -> tuple[dict[str, str], list[str]]:
         if _layers_of(base + "-standalone.toml") != want:
             raise SystemExit(f"could not build a profile with {name}")
         paths[name] = base + "-standalone.toml"
+    # The "on" side of a CLI comparison must read a TOML file too (tomllib costs milliseconds).
+    paths["strict (TOML)"] = os.path.join(tmp, "strict.toml")
+    with open(paths["strict (TOML)"], "w") as f:
+        f.write('Extends = "strict"\n')
     if not notes:
         notes.append(
             "layers off = Extends strict + SystemCallFilter=[''] (and the other seccomp keys "
@@ -522,8 +557,21 @@ def main() -> None:
                 "python3 -I -S -c pass": [python, "-I", "-S", "-c", "pass"],
                 "bwrap (equivalent)": bwrap_argv(args.bwrap, ["/bin/true"]),
                 "ringfence run (strict)": [rf, "run", "--", "/bin/true"],
-                "ringfence run (layers off)": [rf, "run", "--profile", off, "--", "/bin/true"],
+                "ringfence run (strict.toml: Extends strict)": [
+                    *(rf, "run", "--profile", profiles["strict (TOML)"], "--", "/bin/true")
+                ],
+                "ringfence run (layers off, a TOML file too)": [
+                    *(rf, "run", "--profile", off, "--", "/bin/true")
+                ],
             }
+            if entry_takes_site_path(rf, python):
+                direct = direct_entry(python)
+                notes.append(
+                    f"{rf} imports site (its -S fallback: under -S a venv's sys.prefix is the "
+                    "base interpreter's, so the site-packages it appends is the wrong one)"
+                )
+                if direct is not None:
+                    cmds["ringfence run, entry without site"] = [*direct, "run", "--", "/bin/true"]
             for argv in cmds.values():
                 spawner.check(argv)
             keep(interleave({k: spawner.timer(v) for k, v in cmds.items()}, args.runs, args.warmup))
@@ -541,7 +589,8 @@ def main() -> None:
             targets.append(
                 Target(
                     "CLI: layers on - off (seccomp + Landlock)",
-                    rf_ms - medians["ringfence run (layers off)"],
+                    medians["ringfence run (strict.toml: Extends strict)"]
+                    - medians["ringfence run (layers off, a TOML file too)"],
                     "ms",
                     1.0,
                 )
