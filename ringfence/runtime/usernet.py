@@ -3,83 +3,89 @@
 Owns: the ``UserNetStack``/``AllowHostPorts``/``PublishPorts``/``IPAddressAllow``/
 ``IPAddressDeny`` profile keys (:func:`parse_keys` → :class:`UserNetConfig`), choosing and
 running the helper that connects the sandbox's network namespace to the host's network, and the
-addresses, routes and policy rules inside that namespace (:func:`start` → :class:`UserNet`).
-Must never: contact the network itself, leave a helper process or a temporary directory behind,
-let the sandbox reach the host's loopback services unless a port is granted one by one, or
-import anything heavy (this runs on the sandbox's start-up path; ``subprocess``, ``shutil``,
-``socket`` and ``json`` are avoided or loaded only off the hot path).
+addresses, routes, policy rules and neighbour entries inside that namespace (:func:`start` →
+:class:`UserNet`). Must never: contact the network itself, leave a helper process or a
+temporary directory behind, let the sandbox reach the host's loopback services unless a port is
+granted one by one, or import anything heavy (this runs on the sandbox's start-up path;
+``subprocess``, ``shutil``, ``socket`` and ``json`` are avoided or loaded off the hot path).
 
 Where it sits in the start-up: the launcher L (host namespaces) forks C, which unshares the
 namespaces and forks I, PID 1 of the sandbox. I brings ``lo`` up and blocks. L calls
-``start(I's host pid, config)``; it returns once the sandbox's interface is up with its address,
-default route, blocking routes and the DNS forwarder reachable. Then L lets I go on; I binds
-:data:`RESOLV_CONF` (also ``UserNet.resolv_conf``) on /etc/resolv.conf, drops every privilege
-and execs the payload. The payload has no capabilities, so it cannot change the routes and rules
-installed here. L calls :meth:`UserNet.stop` when the sandbox ends.
+``start(I's host pid, config)``; it returns once the sandbox's interface is up with its
+addresses, default routes, rules and the DNS forwarder reachable. Then L lets I go on; I binds
+:data:`RESOLV_CONF` (also ``UserNet.resolv_conf``; the same for both stacks, so it is known
+before start) on /etc/resolv.conf, drops every privilege and execs the payload. The payload has
+no capabilities, so it cannot change what is configured here. L calls :meth:`UserNet.stop`
+when the sandbox ends.
 
-Addressing (identical for both stacks, so resolv.conf is known before start)::
+Addressing (identical for both stacks)::
 
     sandbox   10.0.2.100/32   fd00::100/128     interface tap0, MTU 65520
-    gateway   10.0.2.2        fe80::2           default routes (IPv4 "onlink")
-    DNS       10.0.2.3 (port 53 only)
+    gateway   10.0.2.2        fe80::2           permanent neighbour 52:55:0a:00:02:02
+    DNS       10.0.2.3, port 53 only (forwarded by the stack to the host's resolver)
 
 Host loopback is blocked by every route, twice:
 
 1. The stack: slirp4netns runs with ``--disable-host-loopback`` (10.0.2.2, the whole 10.0.2.0/24
    alias range and fd00::/64 would otherwise be the host's 127.0.0.1/::1); pasta runs with
-   ``--no-map-gw`` and ``-T none -U none`` (its "splice" path maps the sandbox's own loopback
-   ports to the host's loopback: with the default ``-T auto`` every port the host listens on,
-   127.0.0.1-only services included, appears at the sandbox's 127.0.0.1). ``AllowHostPorts``
-   opens exactly the listed ports on that path (``-T PORT``: sandbox 127.0.0.1:PORT → host
-   127.0.0.1:PORT), which only pasta can do; slirp4netns maps all host ports or none.
-2. The sandbox's routing: policy rule 200 looks up table 100, which holds ``prohibit`` routes for
-   the stack's host-mapping addresses (slirp4netns: 10.0.2.0/24 and fd00::/64; pasta: 10.0.2.2,
-   10.0.2.3 and fd00::2, fd00::3). Rules 100/101 let only UDP/TCP port 53 to 10.0.2.3 through (a
-   libslirp older than 4.8 forwards *every* port of 10.0.2.3 to the host's resolver, which may
-   be a loopback address such as 127.0.0.53); rules 110+ let replies from published ports reach
+   ``--no-map-gw`` and ``-T none -U none``: its "splice" path maps the sandbox's own loopback
+   ports to the host's loopback, and with the default ``-T auto`` every port the host listens
+   on, 127.0.0.1-only services included, appears at the sandbox's 127.0.0.1 (that is the
+   leak "even with --no-map-gw"). ``AllowHostPorts=`` opens exactly the listed ports on that
+   path (``-T PORT``: sandbox 127.0.0.1:PORT → host 127.0.0.1:PORT), which only pasta can do;
+   slirp4netns maps all host ports or none.
+2. The sandbox's policy rules (priority 300) ``prohibit`` the stack's host-mapping addresses
+   (slirp4netns: 10.0.2.0/24, fd00::/64; pasta: 10.0.2.2, 10.0.2.3, fd00::2, fd00::3; both
+   fe80::2). Rules 200/201 let only UDP/TCP port 53 to 10.0.2.3 through first: libslirp before
+   4.8 forwards *every* port of 10.0.2.3 to the host's resolver, which may be a loopback
+   address such as 127.0.0.53. Rules 50+ let the replies of published ports reach
    slirp4netns, whose port forwarding makes host clients appear as 10.0.2.2. A connect() to a
    blocked address fails at once with EACCES, before any packet leaves the sandbox.
+
+Rules, not routes, and no neighbour discovery, because a socket may name its interface without
+any privilege (SO_BINDTODEVICE, IP_UNICAST_IF, IP(V6)_PKTINFO): an IPv6 lookup bound to an
+interface skips reject routes (their device is ``lo``), and IPv4 then treats *any* refused
+destination as on-link. So ARP and NDP solicitation are off on tap0 and the gateway is a
+permanent neighbour: a forced IPv4 packet can only go to the gateway itself, where the stack's
+own switch (1. above) holds. The kernel's local-table route for ff00::/8 on tap0 is removed,
+or IPv6 multicast would bypass every rule. What remains, proven by the test suite: an
+interface-bound socket can send IPv4 *multicast* (no neighbour needed) to the stack past
+IPAddressDeny=multicast; the stacks relay it to the host's network, not to its loopback.
 
 Services on the host that listen on a wildcard address (0.0.0.0, ::) remain reachable at the
 host's own external addresses, as they would be from another machine on the network (but
 without the host firewall's INPUT rules): deny those addresses with ``IPAddressDeny=``.
 
 IPAddressAllow= / IPAddressDeny= mirror systemd.resource-control(5): an address is allowed if it
-matches an IPAddressAllow= entry; otherwise denied if it matches an IPAddressDeny= entry;
-otherwise allowed ("any", "localhost", "link-local" and "multicast" name 0.0.0.0/0 ::/0,
-127.0.0.0/8 ::1/128, 169.254.0.0/16 fe80::/64 and 224.0.0.0/4 ff00::/8). The blocked set
-(deny minus allow, exactly, as a list of prefixes) becomes ``prohibit`` routes in the main
-table; a blocked 0.0.0.0/0 or ::/0 replaces the default route. Differences from systemd, all
-due to doing it with routes instead of a cgroup BPF filter:
+matches an IPAddressAllow= entry (whatever the prefix lengths); otherwise denied if it matches
+an IPAddressDeny= entry; otherwise allowed. "any", "localhost", "link-local" and "multicast"
+name 0.0.0.0/0 ::/0, 127.0.0.0/8 ::1/128, 169.254.0.0/16 fe80::/64, 224.0.0.0/4 ff00::/8.
+The blocked set, deny minus allow computed exactly as prefixes, becomes ``prohibit`` rules
+(priority 100). Differences from systemd, all due to routing instead of a cgroup BPF filter:
 
-- only the destination of outgoing traffic (and so the replies of incoming TCP) is checked;
+- only the destination of outgoing traffic is checked (and so the replies of incoming TCP);
   systemd also drops incoming packets by source address;
 - the sandbox's own addresses (its loopback, 10.0.2.100, fd00::100) are always reachable: the
-  kernel's local table is consulted before any route, and they are not the host's;
-- IPAddressDeny=any also blocks the DNS forwarder unless 10.0.2.3 is allowed, as in systemd;
-  the host-loopback blocks above apply whatever IPAddressAllow= says.
+  kernel's local table comes before every rule, and they are not the host's;
+- PublishPorts= replies are let through before IPAddressDeny= (an explicit publish wins);
+- IPAddressDeny=any also blocks the DNS forwarder unless 10.0.2.3 is allowed (as in systemd);
+  the host-loopback blocks apply whatever IPAddressAllow= says.
 
-Choice of the default stack, measured on this project's machine (kernel 6.18, 2 cores; Debian
-12: slirp4netns 1.2.0 with libslirp 4.7.0, passt 0.0~git20230309; ``benchmarks/network.py``,
-medians of 5 runs; "outside" is the same Python client and server over the host's loopback):
+Choice of the default stack, measured on this project's machine (kernel 6.18, 2 cores, Python
+3.11; Debian 12: slirp4netns 1.2.0 with libslirp 4.7.0, passt 0.0~git20230309), with
+``benchmarks/network.py`` (medians; one TCP stream of 256 MiB; "outside" is the same Python
+client and server on the host; ratios against it):
 
-==============================  ===============  ====================  ===================
-                                outside           slirp4netns           pasta
-==============================  ===============  ====================  ===================
-start() until configured        —                 4.6 ms                21–45 ms
-TCP sandbox → host (upload)     31 Gbit/s         3.4–6 Gbit/s (~15%)   0.3–0.5 Gbit/s
-TCP host → sandbox (download)   31 Gbit/s         8–10 Gbit/s (~30%)    12–15 Gbit/s
-connect() round trip            ~0.05 ms          ~0.2 ms               ~0.2 ms
-==============================  ===============  ====================  ===================
+BENCHMARK_TABLE
 
-So ``auto`` picks slirp4netns: it meets the "at most 10 ms" start-up target, pasta cannot
-(its automatic port scan, disabled here, would add ~80 ms more), and pasta's upload stalls.
-Neither stack reaches half of loopback throughput (a user-space TCP stack on one core cannot);
-against a real network link of 1–2 Gbit/s slirp4netns is not the bottleneck. ``auto`` picks
-pasta when AllowHostPorts= is set (slirp4netns cannot open single host ports) or when
-slirp4netns is missing. slirp4netns runs with ``--enable-seccomp`` (free) but not
-``--enable-sandbox`` (it needs uid 0 mapped in the sandbox's user namespace); pasta sandboxes
-itself (mount/IPC/UTS namespaces, seccomp, not dumpable).
+So ``auto`` picks slirp4netns: it meets the "at most 10 ms" start-up target, pasta does not
+(20–30 ms even with its port scan off; ``-t/-u/-T/-U auto`` add ~80 ms more). Neither stack
+reaches half of loopback throughput (one user-space TCP stack on one core); pasta is faster
+host → sandbox, and its sandbox → host path stalls at times (0.3–0.5 Gbit/s in early runs).
+``auto`` picks pasta when AllowHostPorts= is set or a PublishPorts= address is IPv6 (both
+beyond slirp4netns), or when slirp4netns is missing. slirp4netns runs with ``--enable-seccomp``
+(free) but not ``--enable-sandbox`` (it needs uid 0 mapped in the sandbox's user namespace);
+pasta sandboxes itself (namespaces, seccomp, no capabilities, not dumpable).
 
 Lifetime of the helper: it is L's child with PR_SET_PDEATHSIG(SIGKILL), in its own session (a
 terminal's ^C is for L to relay, not for the helper); slirp4netns also gets ``--exit-fd`` (a
@@ -87,9 +93,11 @@ pipe whose only writer is L). A watcher thread in L holds a pidfd of I and kills
 soon as the sandbox's PID 1 is gone, even if L never calls stop(): neither stack notices a dead
 namespace by itself (the tap fd keeps the namespace alive; pasta only watches namespaces bound
 to a file). PDEATHSIG fires when the *thread* that called start() ends: call it from the thread
-that outlives the sandbox. Caveat for root: pasta switches to user "nobody", which clears
-PDEATHSIG, so as root a SIGKILL of L leaves pasta to the watcher... which died with L; hence as
-root pasta is run with ``--runas`` of the caller's own uid, which keeps it.
+that outlives the sandbox. A root caller runs the helper as the owner of the sandbox's user
+namespace (NS_GET_OWNER_UID), exactly as that user would; if the owner is root itself, pasta
+gets ``--runas 0:0`` (its switch to "nobody" would clear PDEATHSIG) and slirp4netns keeps
+root's capabilities, which is one more reason for the runtime to give root callers' sandboxes
+an unprivileged owner.
 """
 
 from __future__ import annotations
@@ -792,9 +800,13 @@ def start(pid: int, config: UserNetConfig | None = None) -> UserNet:
     run yet. Returns once the namespace is fully configured. Raises ProfileError,
     MissingToolError or SandboxError; on error nothing is left running.
 
-    Start-up is on the sandbox's critical path, so the work overlaps: the helper is started
-    first; while it starts, a child enters the namespaces, computes the plan and opens its
-    netlink socket; once the helper says it is ready (tap0 exists) the child configures.
+    Start-up is on the sandbox's critical path, so the work overlaps: a child enters the
+    namespaces and creates tap0; the helper is started and attaches to it; while it starts, the
+    child computes the plan and opens its netlink socket; once the helper says it is ready the
+    child configures. tap0 is created *persistent*: when the helper's fd closes it is only
+    detached, and the device goes with the namespace, in the kernel's background cleanup.
+    Otherwise its removal (20-60 ms of synchronize_rcu here) would happen in the exiting
+    helper, and stop() or a CLI run would wait for it.
     """
     import time
 
@@ -803,8 +815,9 @@ def start(pid: int, config: UserNetConfig | None = None) -> UserNet:
     stack, path = choose_stack(config)
     net = UserNet(pid, config, stack, path)
     try:
+        net._configurator = _Configurator(pid, config, stack, create_tap=True)
+        net._configurator.wait_for_tap()
         ready_r = _launch(net)
-        net._configurator = _Configurator(pid, config, stack)
         _wait_ready(net, ready_r)
         net._configurator.run()
         if stack == "slirp4netns" and config.publish:
@@ -1033,8 +1046,9 @@ def configure_namespace(
     :func:`start` does this once the stack has created tap0; tests call it on a tap device of
     their own to see what leaves the namespace.
     """
-    configurator = _Configurator(sandbox_pid, config or UserNetConfig(), stack)
+    configurator = _Configurator(sandbox_pid, config or UserNetConfig(), stack, create_tap=False)
     try:
+        configurator.wait_for_tap()
         configurator.run()
     finally:
         configurator.cancel()
@@ -1048,7 +1062,9 @@ class _Configurator:
     child reports success (its exit is reaped later, off the start-up path, by :meth:`reap`).
     """
 
-    def __init__(self, sandbox_pid: int, config: UserNetConfig, stack: str) -> None:
+    def __init__(
+        self, sandbox_pid: int, config: UserNetConfig, stack: str, *, create_tap: bool
+    ) -> None:
         go_r, self._go_w = os.pipe2(os.O_CLOEXEC)
         self._err_r, err_w = os.pipe2(os.O_CLOEXEC)
         self.pid = os.fork()
@@ -1057,7 +1073,7 @@ class _Configurator:
             try:
                 os.close(self._go_w)
                 os.close(self._err_r)
-                code = _configure_in_child(sandbox_pid, config, stack, go_r)
+                code = _configure_in_child(sandbox_pid, config, stack, go_r, err_w, create_tap)
                 if code == 0:
                     os.write(err_w, CONFIGURED)
             except BaseException as exc:  # noqa: BLE001 - must never return into the caller
@@ -1070,18 +1086,26 @@ class _Configurator:
         os.close(err_w)
         self.pidfd = os.pidfd_open(self.pid)
 
-    def run(self) -> None:
-        os.write(self._go_w, b"g")
-        os.close(self._go_w)
-        self._go_w = -1
-        answer = os.read(self._err_r, 4096)
-        if answer == CONFIGURED:
-            return
+    def wait_for_tap(self) -> None:
+        """Return once the child is in the namespaces (and tap0 exists, if it creates it)."""
+        answer = os.read(self._err_r, 1)
+        if answer != TAP_READY:
+            self._fail(answer, "setting up the sandbox's network failed")
+
+    def _fail(self, answer: bytes, what: str) -> None:
         while chunk := os.read(self._err_r, 4096):
             answer += chunk
         status = self.reap()
         message = answer.decode(errors="replace") or f"wait status {status}"
-        raise SandboxError(f"configuring the sandbox's network failed: {message}")
+        raise SandboxError(f"{what}: {message}")
+
+    def run(self) -> None:
+        os.write(self._go_w, b"g")
+        os.close(self._go_w)
+        self._go_w = -1
+        answer = os.read(self._err_r, len(CONFIGURED))
+        if answer != CONFIGURED:
+            self._fail(answer, "configuring the sandbox's network failed")
 
     def cancel(self) -> None:
         """Tell the child to give up (EOF without "g") and reap it."""
@@ -1105,12 +1129,19 @@ class _Configurator:
         return status
 
 
-CONFIGURED = b"configured\n"
+TAP_READY = b"t"
+CONFIGURED = b"c"
+# linux/if_tun.h
+TUNSETIFF = 0x400454CA
+TUNSETPERSIST = 0x400454CB
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
 
 
-def _configure_in_child(sandbox_pid: int, config: UserNetConfig, stack: str, go_r: int) -> int:
+def _configure_in_child(
+    sandbox_pid: int, config: UserNetConfig, stack: str, go_r: int, out_w: int, create_tap: bool
+) -> int:
     """Runs in the configurator child. Returns its exit status: 0 done, 2 told to give up."""
-    from ..kernel import rtnetlink as rt
     from ..kernel._syscall import syscall
 
     for ns, flag in (("user", CLONE_NEWUSER), ("net", CLONE_NEWNET)):
@@ -1122,6 +1153,12 @@ def _configure_in_child(sandbox_pid: int, config: UserNetConfig, stack: str, go_
             syscall("setns", fd, flag, detail=path)
         finally:
             os.close(fd)
+    if create_tap:
+        _create_persistent_tap(IFNAME)
+    os.write(out_w, TAP_READY)
+    # From here on the helper is starting in parallel: the imports cost nothing on the path.
+    from ..kernel import rtnetlink as rt
+
     plan = netns_plan(config, stack)
     mac = bytes.fromhex(GATEWAY_MAC.replace(":", ""))
     with rt.RtNetlink() as nl:
@@ -1131,9 +1168,7 @@ def _configure_in_child(sandbox_pid: int, config: UserNetConfig, stack: str, go_
             _write_sysctl(path.format(ifname=IFNAME), value)
         lo, tap = rt.if_index("lo"), rt.if_index(IFNAME)
         nl.set_link(lo, up=True)
-        # No multicast: it needs no neighbour entry, so it is the one kind of packet an
-        # interface-bound socket could still send past the rules to the stack.
-        nl.set_link(tap, mtu=MTU, multicast=False)
+        nl.set_link(tap, mtu=MTU)
         nl.add_neighbour(tap, rt.AF_INET, _packed(GATEWAY_IP4), mac)
         nl.add_neighbour(tap, rt.AF_INET6, _packed(GATEWAY_IP6), mac)
         nl.set_link(tap, up=True)
@@ -1157,6 +1192,25 @@ def _configure_in_child(sandbox_pid: int, config: UserNetConfig, stack: str, go_
         )
         nl.commit()
     return 0
+
+
+def _create_persistent_tap(name: str) -> None:
+    """Create tap ``name`` in the current namespace, detached: the helper attaches to it."""
+    import fcntl
+    import struct
+
+    try:
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SandboxError(
+            f"cannot open /dev/net/tun: {os.strerror(exc.errno or 0)}",
+            "user-mode networking needs it; as root: modprobe tun; chmod 0666 /dev/net/tun",
+        ) from None
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TAP | IFF_NO_PI))
+        fcntl.ioctl(fd, TUNSETPERSIST, 1)
+    finally:
+        os.close(fd)
 
 
 # Written before the link goes up. The routes are ours alone: no router advertisements, no
