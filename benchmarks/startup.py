@@ -669,15 +669,15 @@ def main() -> None:
             memory["ringfence run (CLI)"] = memory_cli([rf, "run", "--", "sleep", "60"], env)
             memory["bwrap"] = memory_cli(bwrap_argv(args.bwrap, ["sleep", "60"]), env)
             memory["API: C + PID 1"] = memory_api("strict")
-            total = memory["ringfence run (CLI)"].total_mb
+            cli = memory["ringfence run (CLI)"]
+            total, note = cli.total_mb, ""
+            if total is None:
+                note = "PID 1 is not dumpable (by design), so only root can read its PSS"
+                readable = sum(v for v in cli.kb.values() if v is not None) / 1024
+                if readable > 2.0:  # already over the limit without it
+                    total, note = readable, note + ": value counts the other processes only"
             targets.append(
-                Target(
-                    "memory: ringfence's processes (PSS) during sleep",
-                    total,
-                    "MB",
-                    2.0,
-                    "" if total is not None else "run as the sandbox's owner (or root) to read PSS",
-                )
+                Target("memory: ringfence's processes (PSS) during sleep", total, "MB", 2.0, note)
             )
 
         seccomp_ns: dict[str, list[int]] = {}
