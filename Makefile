@@ -16,26 +16,28 @@ export RF_TEST_USER ?= rftest
 
 help:
 	@echo "make demo    set up, then run a confined program as $(RF_TEST_USER) and show what was enforced"
-	@echo "make test    set up, lint, run the whole suite as $(RF_TEST_USER) and as root (PYTEST_ARGS=...)"
+	@echo "make test    set up, lint, run the whole suite as $(RF_TEST_USER) and as root (TESTS=tests/unit PYTEST_ARGS=-x)"
 	@echo "make lint    ruff check, ruff format --check, mypy --strict ringfence"
 	@echo "make bench   run benchmarks/*.py as $(RF_TEST_USER) (BENCH=\"startup vault\" BENCH_ARGS=...)"
 	@echo "make setup   Debian packages, devices, user $(RF_TEST_USER), venv in $(RF_CI_DIR) (root)"
 	@echo "make clean   remove $(RF_CI_DIR)"
 
+# Each target runs scripts/setup.sh first (fast when nothing changed), under a lock so that two
+# runs on one machine do not replace the shared copy of the tree under each other.
 setup:
-	@bash scripts/setup.sh
+	@bash scripts/locked.sh
 
-lint: setup
-	@bash scripts/lint.sh
+lint:
+	@bash scripts/locked.sh lint.sh
 
-test: setup
-	@bash scripts/test.sh
+test:
+	@bash scripts/locked.sh test.sh
 
-demo: setup
-	@bash scripts/demo.sh
+demo:
+	@bash scripts/locked.sh demo.sh
 
-bench: setup
-	@bash scripts/bench.sh
+bench:
+	@bash scripts/locked.sh bench.sh
 
 clean:
-	rm -rf -- "$(RF_CI_DIR)"
+	@bash -c 'exec 9>>"$(RF_CI_DIR).lock" && flock 9 && rm -rf -- "$(RF_CI_DIR)"' && echo "removed $(RF_CI_DIR)"

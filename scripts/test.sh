@@ -12,7 +12,8 @@
 # is stopped after RF_SUITE_TIMEOUT seconds; a single test that takes more than 5 minutes has the
 # stacks of all threads dumped (pytest's faulthandler_timeout) so the log names it.
 #
-# Environment: PYTEST_ARGS (extra pytest arguments, e.g. "-k vault" or "-x"),
+# Environment: TESTS (paths, default "tests"), PYTEST_ARGS (extra pytest arguments, e.g.
+# "-k vault" or "-x"),
 # RF_SUITE_TIMEOUT (default 1500 s per run), RF_LEAK_CHECK=0 to skip step 4, RF_LEAK_STRICT=1
 # to count leftovers as a failure outside CI (they always are when CI is set),
 # RF_TEST_AS="user root" (which runs to do).
@@ -26,6 +27,7 @@ VENV=$CI_DIR/venv
 LOGS=$CI_DIR/logs
 SUITE_TIMEOUT=${RF_SUITE_TIMEOUT:-1500}
 read -r -a EXTRA <<<"${PYTEST_ARGS:-}"
+read -r -a TEST_PATHS <<<"${TESTS:-tests}"
 # Leftovers fail the run in CI, where nothing else runs. On a shared development machine other
 # people's processes and temp files show up too, so there they are only listed.
 LEAK_STRICT=${RF_LEAK_STRICT:-$([[ -n ${CI:-} ]] && echo 1 || echo 0)}
@@ -53,14 +55,14 @@ suite() {  # suite NAME CMD... : run the pytest suite through CMD, record its ou
     local name=$1 log=$LOGS/pytest-$1.log rc=0 snap=$LOGS/leak-$1
     shift
     echo
-    echo "=== pytest as $name: $VENV/bin/python -m pytest tests (from $SRC)"
+    echo "=== pytest as $name: $VENV/bin/python -m pytest ${TEST_PATHS[*]} ${EXTRA[*]} (from $SRC)"
     rm -rf "$snap"
     [[ ${RF_LEAK_CHECK:-1} == 0 ]] || bash "$REPO/scripts/leakcheck.sh" snapshot "$snap"
     (
         cd "$SRC"
         timeout --kill-after=30 "$SUITE_TIMEOUT" "$@" \
             "$VENV/bin/python" -m pytest -p no:cacheprovider -o faulthandler_timeout=300 --continue-on-collection-errors \
-            -q tests "${EXTRA[@]}" </dev/null 2>&1
+            -q "${TEST_PATHS[@]}" "${EXTRA[@]}" </dev/null 2>&1
     ) | tee "$log" || rc=$?
 
     local passed failed errors skipped
