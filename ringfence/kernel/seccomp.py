@@ -978,8 +978,95 @@ def prepare(policy: SeccompPolicy) -> None:
     libseccomp can still be loaded) so that :func:`install` in the payload only makes the
     seccomp syscalls. Optional: install() compiles by itself when nothing was prepared."""
     if policy not in _prepared:
-        _prepared[policy] = export_bpf(policy)
+        _prepared[policy] = _cached_export(policy)
     from . import _syscall  # noqa: F401  (loaded now, used by load_bpf in the child)
+
+
+def _canonical(value: object) -> object:
+    if isinstance(value, (set, frozenset)):
+        return sorted((_canonical(v) for v in value), key=repr)
+    if isinstance(value, dict):
+        return sorted((repr(k), _canonical(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if hasattr(type(value), "__record_fields__"):
+        return [(n, _canonical(getattr(value, n))) for n in type(value).__record_fields__]  # type: ignore[attr-defined]
+    return value
+
+
+def _cached_export(policy: SeccompPolicy) -> bytes:
+    """export_bpf(), remembered across runs in the user's private runtime directory.
+
+    Compiling the strict filter with libseccomp costs milliseconds on every one-shot run; the
+    result depends only on the policy, this machine's architecture, libseccomp's syscall tables
+    and this version of ringfence, which together name the cache entry. The directory is the
+    user's own 0700 runtime directory (a tmpfs that a sandbox does not see), the same trust as
+    the session state kept there; any error means compiling afresh.
+    """
+    import hashlib
+
+    from .. import __version__
+
+    try:
+        lib_version = _libseccomp_version()
+        key = hashlib.sha256(
+            repr((_canonical(policy), os.uname().machine, lib_version, __version__)).encode()
+        ).hexdigest()[:32]
+        path = os.path.join(_cache_dir(), f"seccomp-{key}.bpf")
+    except (OSError, UnsupportedError):
+        path = ""
+    if path:
+        try:
+            with open(path, "rb") as f:
+                blob = f.read()
+            if blob and _split(blob):  # a corrupt entry raises ValueError: compile afresh
+                return blob
+        except (OSError, ValueError):
+            pass
+    blob = export_bpf(policy)
+    if path:
+        try:
+            tmp = f"{path}.{os.getpid()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+            os.rename(tmp, path)
+        except OSError:
+            pass
+    return blob
+
+
+def _cache_dir() -> str:
+    import stat as _stat
+
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    root = (
+        os.path.join(base, "ringfence")
+        if base and os.path.isdir(base)
+        else (f"/tmp/ringfence-{os.getuid()}")
+    )
+    path = os.path.join(root, "cache")
+    for d in (root, path):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            pass
+        st = os.lstat(d)
+        if not _stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+            raise OSError(f"{d} is not a private directory of ours")
+    return path
+
+
+def _libseccomp_version() -> str:
+    L = _libseccomp()
+    fn = getattr(L.lib, "seccomp_version", None)
+    if fn is None:
+        return "?"
+    import ctypes
+
+    fn.restype = ctypes.POINTER(ctypes.c_uint * 3)
+    v = fn().contents
+    return f"{v[0]}.{v[1]}.{v[2]}"
 
 
 def install(policy: SeccompPolicy) -> None:
