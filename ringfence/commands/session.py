@@ -119,7 +119,9 @@ def start(args: argparse.Namespace) -> int:
     os.close(ready_r)
     for spec in plan.vaults:
         spec.release()
-    msg: dict[str, Any] = json.loads(buf) if buf else {"ok": False, "error": "the session's keeper died"}
+    msg: dict[str, Any] = (
+        json.loads(buf) if buf else {"ok": False, "error": "the session's keeper died"}
+    )
     if not msg.get("ok"):
         os.waitpid(pid, 0)
         err = RingfenceError(str(msg.get("error")))
