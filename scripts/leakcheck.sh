@@ -6,7 +6,8 @@
 #
 # Watched: processes of the test user, of nobody (root runs drop payloads to it) and any process
 # of ringfence's helpers (gocryptfs, slirp4netns, pasta); mount points in the host's mount
-# namespace; entries in /tmp, /var/tmp and /dev/shm other than pytest's own base directories.
+# namespace; entries in /tmp, /var/tmp and /dev/shm other than pytest's own base directories and
+# ringfence's per-user runtime directories (whose sessions/ entries are watched instead).
 # On a shared machine something another person started can show up here too: the listing says
 # what it is, so it can be judged.
 set -euo pipefail
@@ -28,9 +29,16 @@ mounts() { awk '{print $5}' /proc/self/mountinfo | sort -u; }
 
 temps() {
     local d
-    for d in /tmp /var/tmp /dev/shm; do
-        find "$d" -mindepth 1 -maxdepth 1 ! -name 'pytest-of-*' -print 2>/dev/null || true
-    done | sort
+    {
+        for d in /tmp /var/tmp /dev/shm; do
+            find "$d" -mindepth 1 -maxdepth 1 ! -name 'pytest-of-*' ! -name 'ringfence-[0-9]*' \
+                -print 2>/dev/null || true
+        done
+        # /tmp/ringfence-UID is ringfence's per-user runtime directory (when there is no
+        # XDG_RUNTIME_DIR) and stays, with its cache and vault lock files; a session that is
+        # still registered there after the run is a leftover.
+        find /tmp/ringfence-[0-9]*/sessions -mindepth 1 -maxdepth 1 -print 2>/dev/null || true
+    } | sort
 }
 
 snapshot() {
