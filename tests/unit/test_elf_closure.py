@@ -510,7 +510,7 @@ def test_ldcache_entries_for_another_abi_are_ignored(tmp: Path) -> None:
 def test_ldcache_parser_agrees_with_ldconfig() -> None:
     cache = ldcache.load("/etc/ld.so.cache")
     assert cache is not None
-    listed = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=True)
+    listed = subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True, check=True)
     lines = [ln for ln in listed.stdout.splitlines() if ln.startswith("\t")]
     ours = [f"\t{e.name} ({ldcache.describe_flags(e.flags)}) => {e.path}" for e in cache.entries]
     assert ours == lines
