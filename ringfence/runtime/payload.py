@@ -78,11 +78,14 @@ def _lock_down(plan: Plan, fdmap: dict[int, int], status_fd: int, tty: bool) -> 
     rlimit.apply(plan.limits)
     if plan.keyring_private:
         keyring.join_new_session_keyring()
+    # execve resets caught signals itself; only ignored ones (SIGPIPE, those the launcher's
+    # child ignored) would leak into the command, so only those need a sigaction.
     for sig in range(1, signal.NSIG):
         if sig in (signal.SIGKILL, signal.SIGSTOP):
             continue
         try:
-            signal.signal(sig, signal.SIG_DFL)
+            if signal.getsignal(sig) is not signal.SIG_DFL:
+                signal.signal(sig, signal.SIG_DFL)
         except (OSError, ValueError):
             pass
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
