@@ -397,3 +397,22 @@ def test_json_report_says_what_was_applied():
     assert layers["capabilities"]["applied"] is True
     assert layers["NoNewPrivileges"]["applied"] is True
     assert "net" in doc["namespaces"] and "pid" in doc["namespaces"]
+
+
+def test_payload_does_not_inherit_ignored_signals():
+    # The launcher runs with SIGHUP ignored (as under nohup) and Python ignores SIGPIPE: the
+    # payload must start with every signal at its default.
+    r = subprocess.run(
+        [
+            PYTHON,
+            "-c",
+            "import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+            "os.execv(sys.executable, [sys.executable, '-m', 'ringfence', 'run', '--', "
+            "'grep', 'SigIgn', '/proc/self/status'])",
+        ],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert r.stdout.split() == ["SigIgn:", "0000000000000000"], r.stdout + r.stderr
