@@ -103,14 +103,14 @@ an unprivileged owner.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..errors import MissingToolError, ProfileError, RingfenceError, SandboxError
 
+TYPE_CHECKING = False  # not "from typing import": typing costs 2 ms to import; mypy knows
 if TYPE_CHECKING:
     from _thread import LockType
+    from collections.abc import Callable, Iterable, Mapping
     from ipaddress import IPv4Network, IPv6Network
     from typing import TypeAlias, TypeVar
 
@@ -800,13 +800,14 @@ def start(pid: int, config: UserNetConfig | None = None) -> UserNet:
     run yet. Returns once the namespace is fully configured. Raises ProfileError,
     MissingToolError or SandboxError; on error nothing is left running.
 
-    Start-up is on the sandbox's critical path, so the work overlaps: a child enters the
-    namespaces and creates tap0; the helper is started and attaches to it; while it starts, the
-    child computes the plan and opens its netlink socket; once the helper says it is ready the
-    child configures. tap0 is created *persistent*: when the helper's fd closes it is only
-    detached, and the device goes with the namespace, in the kernel's background cleanup.
-    Otherwise its removal (20-60 ms of synchronize_rcu here) would happen in the exiting
-    helper, and stop() or a CLI run would wait for it.
+    Start-up is on the sandbox's critical path, so the work overlaps: the helper is started;
+    while it starts, a child enters the namespaces, computes the plan and opens its netlink
+    socket; once the helper says it is ready (tap0 exists) the child configures, while this
+    process makes tap0 *persistent* through a copy of the helper's tap fd (pidfd_getfd): when
+    the helper exits, tap0 is then only detached and goes with the namespace, in the kernel's
+    background cleanup. Otherwise its removal (20-60 ms of synchronize_rcu here) would happen
+    in the exiting helper, and stop() or a CLI run would wait for it. pasta is not dumpable,
+    so for pasta the child creates tap0 persistent before pasta attaches to it.
     """
     import time
 
@@ -815,11 +816,16 @@ def start(pid: int, config: UserNetConfig | None = None) -> UserNet:
     stack, path = choose_stack(config)
     net = UserNet(pid, config, stack, path)
     try:
-        net._configurator = _Configurator(pid, config, stack, create_tap=True)
-        net._configurator.wait_for_tap()
-        ready_r = _launch(net)
+        # pasta is not dumpable, so its tap fd cannot be taken later: create tap0 first.
+        if stack == "pasta":
+            configurator = net._configurator = _Configurator(pid, config, stack, create_tap=True)
+            configurator.wait_for_tap()
+            ready_r = _launch(net)
+        else:
+            ready_r = _launch(net)
+            configurator = net._configurator = _Configurator(pid, config, stack, create_tap=False)
         _wait_ready(net, ready_r)
-        net._configurator.run()
+        configurator.run(then=lambda: _make_tap_persistent(net))
         if stack == "slirp4netns" and config.publish:
             _publish_slirp(net)
         _start_watcher(net)
@@ -1085,12 +1091,16 @@ class _Configurator:
         os.close(go_r)
         os.close(err_w)
         self.pidfd = os.pidfd_open(self.pid)
+        self._in_namespaces = False
 
     def wait_for_tap(self) -> None:
         """Return once the child is in the namespaces (and tap0 exists, if it creates it)."""
+        if self._in_namespaces:
+            return
         answer = os.read(self._err_r, 1)
         if answer != TAP_READY:
             self._fail(answer, "setting up the sandbox's network failed")
+        self._in_namespaces = True
 
     def _fail(self, answer: bytes, what: str) -> None:
         while chunk := os.read(self._err_r, 4096):
@@ -1099,10 +1109,14 @@ class _Configurator:
         message = answer.decode(errors="replace") or f"wait status {status}"
         raise SandboxError(f"{what}: {message}")
 
-    def run(self) -> None:
+    def run(self, then: Callable[[], None] | None = None) -> None:
+        """Say go; run ``then`` meanwhile; return when the child reports success."""
+        self.wait_for_tap()
         os.write(self._go_w, b"g")
         os.close(self._go_w)
         self._go_w = -1
+        if then is not None:
+            then()
         answer = os.read(self._err_r, len(CONFIGURED))
         if answer != CONFIGURED:
             self._fail(answer, "configuring the sandbox's network failed")
@@ -1192,6 +1206,29 @@ def _configure_in_child(
         )
         nl.commit()
     return 0
+
+
+def _make_tap_persistent(net: UserNet) -> None:
+    """Best effort: mark the helper's tap0 persistent via a copy of its fd (see start())."""
+    if net._helper_pidfd < 0:
+        return
+    import fcntl
+
+    from ..kernel._syscall import syscall
+
+    try:
+        for name in os.listdir(f"/proc/{net.helper_pid}/fdinfo"):
+            with open(f"/proc/{net.helper_pid}/fdinfo/{name}", "rb") as f:
+                if f"iff:\t{IFNAME}\n".encode() not in f.read():
+                    continue
+            fd = syscall("pidfd_getfd", net._helper_pidfd, int(name), 0)
+            try:
+                fcntl.ioctl(fd, TUNSETPERSIST, 1)
+            finally:
+                os.close(fd)
+            return
+    except (OSError, RingfenceError):
+        pass  # only the teardown gets slower
 
 
 def _create_persistent_tap(name: str) -> None:
