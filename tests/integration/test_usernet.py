@@ -703,6 +703,21 @@ def test_helper_is_gone_after_stop(stack: str) -> None:
         box.close()
 
 
+def _link_details() -> str:
+    return subprocess.run(
+        ["ip", "-d", "link", "show", "tap0"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+@needs_stack
+@pytest.mark.parametrize("stack", STACKS)
+def test_tap_is_persistent_so_stop_does_not_wait_for_its_removal(nets: Any, stack: str) -> None:
+    # A non-persistent tap is unregistered (synchronize_rcu, tens of ms) by the exiting helper.
+    box, _net = nets(UserNetStack=stack)
+    details = inside(box.pid, _link_details)
+    assert "tap" in details and "persist on" in details, details
+
+
 @needs_stack
 @pytest.mark.parametrize("stack", STACKS)
 def test_helper_dies_with_the_sandbox_without_stop(stack: str) -> None:
