@@ -5,8 +5,8 @@ both on the host), this measures:
 
 - start: ``usernet.start()`` from call to return (helper running, namespace configured);
   stop: ``UserNet.stop()`` after the sandbox ended; cold: import of ``usernet`` plus start()
-  in a fresh interpreter, as one CLI run pays it (dataclasses and ringfence.errors, which the
-  profile layer loads anyway, excluded); +publish: start() with one PublishPorts= entry;
+  in a fresh interpreter, as one CLI run pays it; +publish: start() with one PublishPorts=
+  entry;
 - up / down: one TCP stream, sandbox → host and host → sandbox, to a server on this machine's
   own global IPv4 address (the ordinary outbound path through the stack; nothing leaves the
   machine);
@@ -336,9 +336,7 @@ def cold_start_ms(stack: str) -> float:
 
 
 def _cold_start(stack: str) -> None:
-    import dataclasses  # noqa: F401 - the CLI has these already (profile layer)
-
-    import ringfence.errors  # noqa: F401
+    import ringfence.errors  # noqa: F401 - the CLI has it already
 
     box = Box()
     try:
@@ -381,8 +379,8 @@ def main() -> int:
         return 1
     stacks = [s for s in ("slirp4netns", "pasta") if usernet.which(s)]
     print(f"{args.runs} runs, {args.bytes >> 20} MiB per transfer, server on {addr}, "
-          f"python {sys.version.split()[0]}, fresh interpreter importing usernet (with "
-          f"dataclasses, typing): {import_cost_ms(args.runs):.1f} ms, load {os.getloadavg()[0]:.2f}")  # fmt: skip
+          f"python {sys.version.split()[0]}, a fresh interpreter imports usernet in "
+          f"{import_cost_ms(args.runs):.1f} ms, load {os.getloadavg()[0]:.2f}")  # fmt: skip
     results = {"outside": measure(None, addr, args.bytes, args.runs)}
     for stack in stacks:
         results[stack] = measure(stack, addr, args.bytes, args.runs)

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import _socket
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass
 
+from .._record import record as dataclass
 from ..errors import KernelError
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # linux/netlink.h
 NETLINK_ROUTE = 0

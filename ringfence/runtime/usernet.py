@@ -103,8 +103,8 @@ an unprivileged owner.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
+from .._record import record as dataclass
 from ..errors import MissingToolError, ProfileError, RingfenceError, SandboxError
 
 TYPE_CHECKING = False  # not "from typing import": typing costs 2 ms to import; mypy knows
