@@ -21,6 +21,7 @@ ARCH = os.uname().machine
 # Syscall numbers: asm/unistd_64.h (x86_64) and asm-generic/unistd.h (aarch64).
 _NUMBERS: dict[str, dict[str, int]] = {
     "x86_64": {
+        "rt_sigaction": 13,
         "capget": 125,
         "capset": 126,
         "pivot_root": 155,
@@ -51,6 +52,7 @@ _NUMBERS: dict[str, dict[str, int]] = {
         "landlock_restrict_self": 446,
     },
     "aarch64": {
+        "rt_sigaction": 134,
         "capget": 90,
         "capset": 91,
         "pivot_root": 41,

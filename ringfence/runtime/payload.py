@@ -88,6 +88,7 @@ def _lock_down(plan: Plan, fdmap: dict[int, int], status_fd: int, tty: bool) -> 
                 signal.signal(sig, signal.SIG_DFL)
         except (OSError, ValueError):
             pass
+    _reset_reserved_signals()
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     caps.drop_all(plan.cap_last)
     prctl.set_no_new_privs()
@@ -101,6 +102,24 @@ def _lock_down(plan: Plan, fdmap: dict[int, int], status_fd: int, tty: bool) -> 
         from ..kernel import seccomp
 
         seccomp.install(plan.seccomp)
+
+
+def _reset_reserved_signals() -> None:
+    """glibc keeps signals 32 and 33 for itself and refuses sigaction on them, so an ignored
+    disposition inherited from the caller would survive into the command: reset them with the
+    raw syscall. (x86-64 struct kernel_sigaction: handler, flags, restorer, mask.)"""
+    import ctypes
+
+    from ..kernel._syscall import ARCH, syscall
+
+    if ARCH != "x86_64":
+        return
+    action = (ctypes.c_ulong * 4)(0, 0, 0, 0)  # SIG_DFL, no flags, no restorer, empty mask
+    for sig in (32, 33):
+        try:
+            syscall("rt_sigaction", sig, ctypes.byref(action), None, 8)
+        except RingfenceError:
+            pass
 
 
 def _exec(plan: Plan, status_fd: int) -> None:
