@@ -42,7 +42,7 @@ CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
 NOBODY = 65534
 # Who owns the fake sandbox (and so runs the payload): never root.
 BOX_UID, BOX_GID = (NOBODY, NOBODY) if os.geteuid() == 0 else (os.getuid(), os.getgid())
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 4, 38, 36
 SO_BINDTODEVICE = 25
 IP_UNICAST_IF, IP_PKTINFO, IPV6_UNICAST_IF = 50, 8, 76
 TUNSETIFF, IFF_TAP, IFF_NO_PI = 0x400454CA, 0x0002, 0x1000
@@ -733,30 +733,39 @@ def test_helper_dies_with_the_sandbox_without_stop(stack: str) -> None:
 @needs_stack
 @pytest.mark.parametrize("stack", STACKS)
 def test_helper_dies_when_the_launcher_is_killed(stack: str) -> None:
+    # As a child subreaper this test inherits the orphans and can reap them: nothing is left,
+    # not even a zombie under init.
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     r, w = os.pipe()
-    launcher = os.fork()
-    if launcher == 0:
-        try:
-            os.close(r)
-            box = FakeSandbox()
-            net = usernet.start(box.pid, usernet.parse_keys({"UserNetStack": stack}))
-            os.write(w, f"{net.helper_pid} {box.pid}\n".encode())
-            signal.pause()
-        finally:
-            os._exit(1)
-    os.close(w)
-    line = b""
-    while not line.endswith(b"\n"):
-        chunk = os.read(r, 64)
-        if not chunk:
-            break
-        line += chunk
-    os.close(r)
     try:
-        helper, sandbox = map(int, line.split())
-        assert alive(helper)
-        os.kill(launcher, signal.SIGKILL)
+        launcher = os.fork()
+        if launcher == 0:
+            try:
+                os.close(r)
+                box = FakeSandbox()
+                net = usernet.start(box.pid, usernet.parse_keys({"UserNetStack": stack}))
+                os.write(w, f"{net.helper_pid} {box.pid}\n".encode())
+                signal.pause()
+            finally:
+                os._exit(1)
+        os.close(w)
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = os.read(r, 64)
+            if not chunk:
+                break
+            line += chunk
+        try:
+            helper, sandbox = map(int, line.split())
+            assert alive(helper)
+            os.kill(launcher, signal.SIGKILL)
+        finally:
+            os.waitpid(launcher, 0)
+        assert wait_exit(helper), "the helper outlived its launcher"
+        assert wait_exit(sandbox)
+        for orphan in (helper, sandbox):
+            os.waitpid(orphan, 0)  # ours now: reaped, so gone for good
+            assert not os.path.exists(f"/proc/{orphan}")
     finally:
-        os.waitpid(launcher, 0)
-    assert wait_exit(helper), "the helper outlived its launcher"
-    assert wait_exit(sandbox)
+        os.close(r)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
