@@ -484,6 +484,12 @@ def compile_plan(profile: Profile, request: RunRequest, ctx: HostContext | None 
     b.homes()
     b.api()
     b.explicit()
+    network = "host" if not p.private_network else p.network
+    if network == "user" and p.root != "empty":
+        # The user-mode stack's DNS forwarder, in place of the host's resolver configuration.
+        from .runtime.usernet import RESOLV_CONF
+
+        b.add(File("/etc/resolv.conf", RESOLV_CONF.encode(), 0o444, why="--net user DNS"))
     if request.session is not None:
         # The drop zone for `ringfence add`: read-only to the payload; files appear in it as
         # bind mounts made by the session's stager (runtime/stager.py).
@@ -498,7 +504,6 @@ def compile_plan(profile: Profile, request: RunRequest, ctx: HostContext | None 
     # Parents before children; for the same depth, the order written (later wins).
     ops = sorted(b.ops, key=_depth)
 
-    network = "host" if not p.private_network else p.network
     namespaces = ["user", "mnt", "pid", "uts", "cgroup"]
     if p.private_ipc:
         namespaces.append("ipc")
