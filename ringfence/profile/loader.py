@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from ..errors import ProfileError
+from ..kernel import seccomp as _seccomp
 from .builtin import BUILTIN
 from .model import KEYS, Profile
 
@@ -17,19 +18,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 # Keys owned by the defense-in-depth layers; each module parses its own subset.
-SECCOMP_KEYS = (
-    "SystemCallFilter",
-    "SystemCallErrorNumber",
-    "SystemCallArchitectures",
-    "RestrictNamespaces",
-    "RestrictAddressFamilies",
-    "LockPersonality",
-    "MemoryDenyWriteExecute",
-    "RestrictRealtime",
-    "RestrictSUIDSGID",
-    "BlockTerminalInjection",
-    "DenyUnknownSystemCalls",
-)
+SECCOMP_KEYS = tuple(sorted(_seccomp.KEYS))
 LANDLOCK_KEYS = ("Landlock", "AllowBind", "AllowConnect", "LandlockScopes")
 CGROUP_KEYS = ("MemoryMax", "TasksMax", "CPUQuota", "CgroupOptional")
 NET_KEYS = ("UserNetStack", "AllowHostPorts", "PublishPorts", "IPAddressAllow", "IPAddressDeny")

@@ -23,16 +23,7 @@ from ..errors import RingfenceError, SandboxError
 from ..kernel import fds, prctl, userns
 from ..plan import Plan
 from . import protocol
-
-FORWARDED = (
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGWINCH,
-)
+from .init import FORWARDED
 
 
 @dataclass
