@@ -1037,24 +1037,9 @@ def _cached_export(policy: SeccompPolicy) -> bytes:
 
 
 def _cache_dir() -> str:
-    import stat as _stat
+    from .._rundir import private_dir
 
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    root = (
-        os.path.join(base, "ringfence")
-        if base and os.path.isdir(base)
-        else (f"/tmp/ringfence-{os.getuid()}")
-    )
-    path = os.path.join(root, "cache")
-    for d in (root, path):
-        try:
-            os.mkdir(d, 0o700)
-        except FileExistsError:
-            pass
-        st = os.lstat(d)
-        if not _stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-            raise OSError(f"{d} is not a private directory of ours")
-    return path
+    return private_dir("cache")
 
 
 def _libseccomp_version() -> str:

@@ -36,36 +36,13 @@ if TYPE_CHECKING:
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-def runtime_dir() -> str:
-    """The user's private ringfence directory, created 0700 and checked, never trusted."""
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    uid = os.getuid()
-    if base and os.path.isdir(base):
-        path = os.path.join(base, "ringfence")
-    else:
-        path = f"/tmp/ringfence-{uid}"
-    _private_dir(path)
-    return path
-
-
-def _private_dir(path: str) -> None:
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    st = os.lstat(path)
-    import stat as _stat
-
-    if not _stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise SessionError(f"{path} is not a directory owned by you; remove it and retry")
-    if st.st_mode & 0o077:
-        os.chmod(path, 0o700)
-
-
 def sessions_dir() -> str:
-    path = os.path.join(runtime_dir(), "sessions")
-    _private_dir(path)
-    return path
+    from .._rundir import private_dir
+
+    try:
+        return private_dir("sessions")
+    except OSError as e:
+        raise SessionError(str(e)) from None
 
 
 def check_name(name: str) -> str:
