@@ -99,3 +99,31 @@ def test_failed_setup_leaves_no_mount(tmp_path):
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert host_mounts() == before
+
+
+def test_user_namespaces_refused_is_one_clear_line():
+    # Inside a strict sandbox, creating a user namespace is refused (seccomp): a ringfence run
+    # there must explain it in one line, not crash.
+    import ringfence
+
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(ringfence.__file__)))
+    r = rf(
+        "run",
+        "--ro-bind",
+        pkg_parent,
+        pkg_parent,
+        "--setenv",
+        "PYTHONPATH",
+        pkg_parent,
+        "--",
+        "python3",
+        "-m",
+        "ringfence",
+        "run",
+        "--",
+        "true",
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "user namespace" in lines[0]
