@@ -53,7 +53,8 @@ def read_passwords(args: argparse.Namespace, plan: Any) -> tuple[bytes, ...]:
 def launch_and_wait(plan: Any, args: argparse.Namespace, want_json: bool, **launch_kw: Any) -> int:
     import signal
 
-    from ..runtime.launcher import FORWARDED, Launch
+    from ..runtime.init import FORWARDED
+    from ..runtime.launcher import Launch
 
     passwords = read_passwords(args, plan)
     interactive = os.isatty(0)
