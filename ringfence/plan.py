@@ -152,6 +152,7 @@ class Plan:
     session: str | None = None  # a named session: PID 1 outlives the payload, `add` works
     add_dir: str | None = None  # the session's drop zone for `ringfence add`
     join_pid: int | None = None  # enter: host pid of the session's PID 1 (no new namespaces)
+    report_runtime: bool = False  # send run-time layer results (Landlock ABI...) back (--json)
     layers: list[LayerReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 

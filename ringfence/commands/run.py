@@ -56,6 +56,7 @@ def launch_and_wait(plan: Any, args: argparse.Namespace, want_json: bool, **laun
     from ..runtime.init import FORWARDED
     from ..runtime.launcher import Launch
 
+    plan.report_runtime = want_json
     passwords = read_passwords(args, plan)
     interactive = os.isatty(0)
     master = slave = -1

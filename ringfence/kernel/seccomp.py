@@ -1003,24 +1003,27 @@ def _cached_export(policy: SeccompPolicy) -> bytes:
     user's own 0700 runtime directory (a tmpfs that a sandbox does not see), the same trust as
     the session state kept there; any error means compiling afresh.
     """
-    import hashlib
+    import zlib  # a builtin module: hashlib would cost more than the compile it saves
 
     from .. import __version__
 
     try:
         lib_version = _libseccomp_version()
-        key = hashlib.sha256(
-            repr((_canonical(policy), os.uname().machine, lib_version, __version__)).encode()
-        ).hexdigest()[:32]
-        path = os.path.join(_cache_dir(), f"seccomp-{key}.bpf")
+        # The entry holds its full key and is used only if that key is equal, so the short
+        # file name (a CRC) can collide without harm.
+        key = repr((_canonical(policy), os.uname().machine, lib_version, __version__)).encode()
+        key = key.replace(b"\n", b" ") + b"\n"
+        path = os.path.join(_cache_dir(), f"seccomp-{zlib.crc32(key):08x}.bpf")
     except (OSError, UnsupportedError):
         path = ""
     if path:
         try:
             with open(path, "rb") as f:
-                blob = f.read()
-            if blob and _split(blob):  # a corrupt entry raises ValueError: compile afresh
-                return blob
+                data = f.read()
+            if data.startswith(key):
+                blob = data[len(key) :]
+                if blob and _split(blob):  # a corrupt entry raises ValueError: compile afresh
+                    return blob
         except (OSError, ValueError):
             pass
     blob = export_bpf(policy)
@@ -1029,7 +1032,7 @@ def _cached_export(policy: SeccompPolicy) -> bytes:
             tmp = f"{path}.{os.getpid()}"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             with os.fdopen(fd, "wb") as f:
-                f.write(blob)
+                f.write(key + blob)
             os.rename(tmp, path)
         except OSError:
             pass

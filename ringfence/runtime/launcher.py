@@ -199,7 +199,9 @@ def preload(plan: Plan) -> None:
     module and shared library used after that point must already be loaded.
     """
     import fcntl  # noqa: F401  (TIOCSCTTY in the payload)
-    import json  # noqa: F401  (reports from the payload, after pivot_root)
+
+    if plan.report_runtime:
+        import json  # noqa: F401  (reports from the payload, after pivot_root)
 
     from . import init, payload  # noqa: F401
 

@@ -97,7 +97,8 @@ def _lock_down(plan: Plan, fdmap: dict[int, int], status_fd: int, tty: bool) -> 
         from ..kernel import landlock
 
         result = landlock.apply(plan.landlock_ready or plan.landlock)
-        protocol.send_report(status_fd, "landlock", result.as_dict())
+        if plan.report_runtime:
+            protocol.send_report(status_fd, "landlock", result.as_dict())
     if plan.seccomp is not None:
         from ..kernel import seccomp
 
