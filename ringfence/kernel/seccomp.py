@@ -631,8 +631,19 @@ def _action_name(action: int) -> str:
     return "errno:" + errno.errorcode.get(action & 0xFFFF, str(action & 0xFFFF))
 
 
+_described: dict[SeccompPolicy, dict[str, object]] = {}
+
+
 def describe(policy: SeccompPolicy) -> dict[str, object]:
-    """JSON-able summary for the enforcement report."""
+    """JSON-able summary for the enforcement report (computed once per policy: it builds the
+    whole rule plan, and every plan compiled by a Sandbox asks for it)."""
+    cached = _described.get(policy)
+    if cached is None:
+        cached = _described[policy] = _describe(policy)
+    return dict(cached)
+
+
+def _describe(policy: SeccompPolicy) -> dict[str, object]:
     import errno
 
     plan = _plan(policy)
