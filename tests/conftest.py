@@ -80,7 +80,23 @@ def _mounts() -> set[str]:
         return {" ".join(line.split()[3:5]) for line in f}
 
 
+def _is_runtime_dir(name: str) -> bool:
+    return name.startswith("ringfence-") and name[len("ringfence-") :].isdigit()
+
+
+def _registered_sessions() -> set[str]:
+    found = set()
+    for name in os.listdir("/tmp"):
+        if _is_runtime_dir(name):
+            try:
+                found |= {f"/tmp/{name}/sessions/{s}" for s in os.listdir(f"/tmp/{name}/sessions")}
+            except OSError:
+                pass
+    return found
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
+    _before["sessions"] = _registered_sessions()
     _before["mounts"] = _mounts()
     _before["procs"] = set(_our_leftovers())
     _before["tmp"] = set(os.listdir("/tmp"))
@@ -95,11 +111,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     while True:
         procs = set(_our_leftovers()) - _before["procs"]  # type: ignore[operator]
         mounts = _mounts() - _before["mounts"]  # type: ignore[operator]
+        # /tmp/ringfence-UID is the per-user runtime directory (no XDG_RUNTIME_DIR): it stays,
+        # with its filter cache; a session still registered in it is a leftover.
         tmp = {
             n
             for n in set(os.listdir("/tmp")) - _before["tmp"]  # type: ignore[operator]
-            if n.startswith(("rf-", "ringfence"))
+            if n.startswith(("rf-", "ringfence")) and not _is_runtime_dir(n)
         }
+        tmp |= _registered_sessions() - _before["sessions"]  # type: ignore[operator]
         if not (procs or mounts or tmp) or time.monotonic() > deadline:
             break
         time.sleep(0.1)

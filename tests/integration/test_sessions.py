@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import uuid
@@ -200,22 +202,30 @@ def test_another_user_cannot_enter(session, runtime_dir):
         text=True,
     )
     assert "opened" not in r.stdout
-    r = subprocess.run(
-        [
-            "runuser",
-            "-u",
-            "daemon",
-            "--",
-            PYTHON,
-            "-m",
-            "ringfence",
-            "enter",
-            session,
-            "--",
-            "true",
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "XDG_RUNTIME_DIR": str(runtime_dir)},
-    )
-    assert r.returncode != 0
+    # Pointed at the owner's state directory, the other user gets nothing (it cannot even read
+    # it, so ringfence falls back to /tmp/ringfence-UID for that user: removed afterwards).
+    daemon_dir = f"/tmp/ringfence-{pwd.getpwnam('daemon').pw_uid}"
+    existed = os.path.exists(daemon_dir)
+    try:
+        r = subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "daemon",
+                "--",
+                PYTHON,
+                "-m",
+                "ringfence",
+                "enter",
+                session,
+                "--",
+                "true",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "XDG_RUNTIME_DIR": str(runtime_dir)},
+        )
+        assert r.returncode != 0
+    finally:
+        if not existed:
+            shutil.rmtree(daemon_dir, ignore_errors=True)
