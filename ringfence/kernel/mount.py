@@ -224,3 +224,13 @@ def ensure_file_in_root(root_fd: int, path: str) -> int:
         return openat2(pfd, leaf, os.O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
     finally:
         os.close(pfd)
+
+
+def attach_in_root(mount_fd: int, root_fd: int, dest: str, is_dir: bool) -> None:
+    """Move a detached mount onto ``dest`` inside the root, creating the mountpoint (a directory
+    or an empty file) there first. The caller keeps ownership of ``mount_fd``."""
+    target = (ensure_dir_in_root if is_dir else ensure_file_in_root)(root_fd, dest)
+    try:
+        move_mount_to_fd(mount_fd, target)
+    finally:
+        os.close(target)

@@ -19,7 +19,7 @@ import signal
 
 from .._record import field
 from .._record import record as dataclass
-from ..errors import RingfenceError, SandboxError
+from ..errors import RingfenceError
 from ..kernel import fds, prctl, userns
 from ..plan import Plan
 from . import protocol
@@ -74,7 +74,7 @@ class Launch:
         os.close(status_w)
         os.close(go_r)
         try:
-            buf = _read_until(status_r, b"\n", stop_on_eof=True)
+            buf = _read_until(status_r, b"\n")
             init_pid, _, error = protocol.parse(buf)
             if error is None and init_pid is not None:
                 self.init_pid = init_pid
@@ -84,7 +84,7 @@ class Launch:
                 os.write(go_w, b"g")
             os.close(go_w)
             go_w = -1
-            buf += _read_all(status_r)
+            buf += protocol.read_all(status_r)
         except BaseException:
             self.kill()
             self.wait()
@@ -221,7 +221,7 @@ def preload(plan: Plan) -> None:
         from . import stager  # noqa: F401
 
 
-def _read_until(fd: int, marker: bytes, stop_on_eof: bool) -> bytes:
+def _read_until(fd: int, marker: bytes) -> bytes:
     buf = b""
     while marker not in buf:
         chunk = os.read(fd, 4096)
@@ -229,15 +229,6 @@ def _read_until(fd: int, marker: bytes, stop_on_eof: bool) -> bytes:
             break
         buf += chunk
     return buf
-
-
-def _read_all(fd: int) -> bytes:
-    buf = b""
-    while True:
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return buf
-        buf += chunk
 
 
 def _child_main(
@@ -330,9 +321,3 @@ def _join(join_fds: tuple[tuple[str, int], ...]) -> None:
 
 def _vault_fds(plan: Plan) -> list[int]:
     return [fd for v in plan.vaults if isinstance(fd := getattr(v, "lock_fd", None), int)]
-
-
-def check_runnable() -> None:
-    """Raise a clear error when sandboxes cannot work here at all (used by `doctor`)."""
-    if not os.path.exists("/proc/self/ns/user"):
-        raise SandboxError("this kernel has no user namespaces (CONFIG_USER_NS)")

@@ -91,14 +91,7 @@ class RootBuilder:
 
     def _attach(self, mount_fd: int, dest: str, is_dir: bool = True) -> None:
         try:
-            if is_dir:
-                tfd = m.ensure_dir_in_root(self.root_fd, dest)
-            else:
-                tfd = m.ensure_file_in_root(self.root_fd, dest)
-            try:
-                m.move_mount_to_fd(mount_fd, tfd)
-            finally:
-                os.close(tfd)
+            m.attach_in_root(mount_fd, self.root_fd, dest, is_dir)
         finally:
             os.close(mount_fd)
 

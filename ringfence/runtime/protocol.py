@@ -5,7 +5,7 @@ execve closes it and the launcher sees EOF):
     pid <host pid of the sandbox's PID 1>
     report <json>            a layer's run-time result (e.g. the Landlock ABI in force)
     error <exit code> <message>
-Must never carry anything but these three messages.
+Must never carry anything but these three messages. Also the one helper that reads a pipe to EOF.
 """
 
 from __future__ import annotations
@@ -55,3 +55,13 @@ def parse(buf: bytes) -> tuple[int | None, list[dict[str, object]], tuple[int, s
             code, _, msg = rest.partition(" ")
             error = (int(code) if code.isdigit() else 2, msg)
     return pid, reports, error
+
+
+def read_all(fd: int) -> bytes:
+    """Everything up to EOF (a pipe whose writers have all gone)."""
+    buf = b""
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return buf
+        buf += chunk

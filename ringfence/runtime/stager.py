@@ -102,11 +102,7 @@ def _handle(req: dict[str, object], host_fd: int, zone_fd: int) -> dict[str, obj
         except KernelError as e:
             if e.errno != 2:
                 raise
-        target = (m.ensure_dir_in_root if is_dir else m.ensure_file_in_root)(zone_fd, rel)
-        try:
-            m.move_mount_to_fd(tree, target)
-        finally:
-            os.close(target)
+        m.attach_in_root(tree, zone_fd, rel, is_dir)
     finally:
         os.close(tree)
     return {"ok": True, "dest": rel, "rw": rw, "dir": is_dir}

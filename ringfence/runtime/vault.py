@@ -49,6 +49,7 @@ from ..kernel import prctl as _prctl
 from ..kernel import userns as _userns
 from .askpass import PasswordSource, check_password
 from .askpass import read_password as _read_password
+from .protocol import read_all
 
 if TYPE_CHECKING:
     import argparse
@@ -522,7 +523,7 @@ def mount_in_namespace(
         for fd in (fuse_fd, pw_read, err_write):
             os.close(fd)
             fds.remove(fd)
-        setup_error = _read_all(err_read)
+        setup_error = read_all(err_read)
         os.close(err_read)
         fds.remove(err_read)
         if setup_error:
@@ -551,15 +552,6 @@ def mount_in_namespace(
 def _on_host(host_root: str, path: str) -> str:
     """Where host ``path`` is in the current view."""
     return os.path.join(host_root, path.lstrip("/"))
-
-
-def _read_all(fd: int) -> bytes:
-    out = b""
-    while True:
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return out
-        out += chunk
 
 
 def _read_log(fd: int) -> str:
