@@ -1,9 +1,10 @@
 """The user's private runtime directory: ``$XDG_RUNTIME_DIR/ringfence`` (or ``/tmp/ringfence-UID``).
 
-Owns: creating it and its subdirectories 0700 and checking, every time, that each is a real
-directory (not a symlink) owned by the caller and not writable by anyone else; anything else is
-refused, never repaired, since another user could already have put something in it. Session
-state and the compiled-filter cache live here. Must stay import-free (start-up path).
+Owns: choosing it, creating it and its subdirectories 0700, and checking, every time, that each
+is a real directory (not a symlink) owned by the caller and not writable by anyone else; anything
+else is refused, never repaired, since another user could already have put something in it.
+Session state, vault locks and the compiled-filter cache live here. Must stay import-free (it is
+on the start-up path).
 """
 
 from __future__ import annotations
@@ -11,24 +12,42 @@ from __future__ import annotations
 import os
 
 
-def private_dir(*parts: str) -> str:
-    """The runtime directory (joined with ``parts``), created and checked; OSError if unsafe."""
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    root = (
-        os.path.join(base, "ringfence")
-        if base and os.path.isdir(base)
-        else (f"/tmp/ringfence-{os.getuid()}")
-    )
-    path = root
-    for part in ("", *parts):
-        path = os.path.join(path, part) if part else path
+def _owned(path: str, bad_bits: int) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    is_dir = (st.st_mode & 0o170000) == 0o040000
+    return is_dir and st.st_uid == os.geteuid() and not st.st_mode & bad_bits
+
+
+def root() -> str:
+    """$XDG_RUNTIME_DIR/ringfence when XDG_RUNTIME_DIR is an absolute directory of ours that no
+    one else can write, else /tmp/ringfence-UID. Not created here."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and xdg.startswith("/") and _owned(xdg, 0o022):
+        return os.path.join(xdg, "ringfence")
+    return f"/tmp/ringfence-{os.geteuid()}"
+
+
+def private_dir(*parts: str, strict_leaf: bool = False) -> str:
+    """The runtime directory joined with ``parts``, each level created 0700 and checked; with
+    ``strict_leaf`` the last one may not even be readable by others. OSError if unsafe."""
+    path = root()
+    levels = [path]
+    for part in parts:
+        path = os.path.join(path, part)
+        levels.append(path)
+    for i, level in enumerate(levels):
         try:
-            os.mkdir(path, 0o700)
+            os.mkdir(level, 0o700)
         except FileExistsError:
             pass
-        st = os.lstat(path)
-        if (st.st_mode & 0o170000) != 0o040000 or st.st_uid != os.getuid():
-            raise OSError(f"{path} is not a directory of yours; remove it and retry")
-        if st.st_mode & 0o022:
-            raise OSError(f"{path} is writable by other users; remove it and retry")
+        strict = strict_leaf and i == len(levels) - 1
+        if not _owned(level, 0o077 if strict else 0o022):
+            mode = "0700" if strict else "not writable by others"
+            raise OSError(
+                f"{level} is not a private directory of uid {os.geteuid()} (it must be a real "
+                f"directory owned by you, {mode}); remove it and try again"
+            )
     return path

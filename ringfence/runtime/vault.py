@@ -273,43 +273,19 @@ def _check_cipherdir(raw: str, readonly: bool) -> str:
 
 def runtime_dir() -> str:
     """ringfence's private per-user runtime directory ($XDG_RUNTIME_DIR/ringfence)."""
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and xdg.startswith("/") and _owned_private(xdg, strict=False):
-        return os.path.join(xdg, "ringfence")
-    return f"/tmp/ringfence-{os.geteuid()}"
+    from .._rundir import root
 
-
-def _owned_private(path: str, strict: bool) -> bool:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    bad_bits = 0o077 if strict else 0o022
-    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & bad_bits
-
-
-def _private_dir(path: str, strict: bool) -> str:
-    """mkdir 0700 if missing; refuse a directory someone else owns or can write to (and, if
-    ``strict``, one anyone else can even read)."""
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    except OSError as e:
-        raise SandboxError(f"cannot create {path}: {e.strerror}") from None
-    if not _owned_private(path, strict=strict):
-        mode = "0700" if strict else "not writable by others"
-        raise SandboxError(
-            f"{path} is not a private directory of uid {os.geteuid()} (it must be a real "
-            f"directory owned by you, {mode}); remove it and try again"
-        )
-    return path
+    return root()
 
 
 def lock_dir() -> str:
     """$XDG_RUNTIME_DIR/ringfence/vaults (or /tmp/ringfence-UID/vaults), created 0700."""
-    root = _private_dir(runtime_dir(), strict=False)
-    return _private_dir(os.path.join(root, "vaults"), strict=True)
+    from .._rundir import private_dir
+
+    try:
+        return private_dir("vaults", strict_leaf=True)
+    except OSError as e:
+        raise SandboxError(str(e)) from None
 
 
 def _lock(cipherdir: str, raw: str, session: str | None) -> tuple[int, str]:
