@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 CompletedProcess = subprocess.CompletedProcess
 SandboxTimeout = subprocess.TimeoutExpired
 
+_POOLED_ARGV = ("(the command of each run)",)  # a warm sandbox's plan; never executed
+
 _ALIASES = {
     "ro_binds": "BindReadOnlyPaths",
     "binds": "BindPaths",
@@ -60,10 +62,21 @@ def _options_to_keys(options: Mapping[str, Any]) -> dict[str, object]:
 
 
 class Sandbox:
-    """A reusable sandbox definition. Each ``run`` starts a fresh sandbox from it."""
+    """A reusable sandbox definition. Each ``run`` starts a fresh sandbox from it.
+
+    With ``pool=N`` it keeps N sandboxes pre-warmed (namespaces made, root built, payload
+    locked down, waiting for its command): a run then costs about one execve. Each run still
+    gets a sandbox of its own. Close the pool with ``close()`` or a ``with`` block; it also
+    ends with the calling process.
+    """
 
     def __init__(
-        self, profile: str | Profile = "strict", *, pass_fds: Sequence[int] = (), **options: Any
+        self,
+        profile: str | Profile = "strict",
+        *,
+        pass_fds: Sequence[int] = (),
+        pool: int = 0,
+        **options: Any,
     ) -> None:
         if isinstance(profile, Profile):
             if options:
@@ -73,6 +86,28 @@ class Sandbox:
             self.profile = load_profile(profile, _options_to_keys(options))
         self.pass_fds = tuple(pass_fds)
         self._ctx = HostContext.current()
+        self._pool: Any = None
+        if pool:
+            from .runtime.pool import Pool
+
+            pooled = compile_plan(self.profile, RunRequest(_POOLED_ARGV), self._ctx)
+            self._pool = Pool(pooled, pool)
+
+    def close(self) -> None:
+        """Stop the pool's warm sandboxes (a Sandbox without a pool has nothing to close)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_pool", None) is not None:
+            self.close()
 
     def plan(self, cmd: Sequence[str]) -> Plan:
         return compile_plan(self.profile, RunRequest(tuple(cmd), pass_fds=self.pass_fds), self._ctx)
@@ -90,10 +125,34 @@ class Sandbox:
         check: bool = False,
         text: bool = False,
     ) -> subprocess.CompletedProcess[Any]:
+        argv = [cmd] if isinstance(cmd, str) else list(cmd)
+        if not argv:
+            raise ProfileError("no command given")
+        taken: list[bool] = []
+        try:
+            return self._run(
+                argv, taken, input, capture_output, stdin, stdout, stderr, timeout, check, text
+            )
+        finally:
+            if taken and self._pool is not None:
+                self._pool.refill()
+
+    def _run(
+        self,
+        argv: list[str],
+        taken: list[bool],
+        input: bytes | str | None,
+        capture_output: bool,
+        stdin: int | None,
+        stdout: int | None,
+        stderr: int | None,
+        timeout: float | None,
+        check: bool,
+        text: bool,
+    ) -> subprocess.CompletedProcess[Any]:
         from .runtime.launcher import Launch
 
-        argv = [cmd] if isinstance(cmd, str) else list(cmd)
-        plan = self.plan(argv)
+        plan = None if self._pool is not None else self.plan(argv)
         if capture_output:
             if stdout is not None or stderr is not None:
                 raise ValueError("stdout and stderr may not be used with capture_output")
@@ -129,14 +188,30 @@ class Sandbox:
         fd_err = setup("stderr", stderr, 2, False)
         if fd_err == -2:
             fd_err = fd_out
-        launch = Launch(plan, stdio=(fd_in, fd_out, fd_err))
+        launch: Any
         try:
-            launch.start()
+            if plan is None:
+                taken.append(True)  # from here on, the pool is one short: refill it after the run
+                launch = self._pool.take()
+                try:
+                    launch.start(
+                        argv, {0: fd_in, 1: fd_out, 2: fd_err, **{f: f for f in self.pass_fds}}
+                    )
+                except BaseException:
+                    launch.close()
+                    raise
+            else:
+                launch = Launch(plan, stdio=(fd_in, fd_out, fd_err))
+                launch.start()
+        except BaseException:
+            for fd in ours:
+                os.close(fd)
+            raise
         finally:
             for fd in theirs:
                 os.close(fd)
         try:
-            out, err = _communicate(pipes, input, timeout, launch)
+            out, err = _communicate(pipes, input, timeout, argv, launch)
         except BaseException:
             launch.kill()
             launch.wait()
@@ -159,7 +234,11 @@ class Sandbox:
 
 
 def _communicate(
-    pipes: dict[str, int], input: bytes | str | None, timeout: float | None, launch: Any
+    pipes: dict[str, int],
+    input: bytes | str | None,
+    timeout: float | None,
+    argv: list[str],
+    launch: Any,
 ) -> tuple[bytes | None, bytes | None]:
     import time
 
@@ -180,7 +259,7 @@ def _communicate(
         while sel.get_map():
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise subprocess.TimeoutExpired(launch.plan.argv, timeout or 0)
+                raise subprocess.TimeoutExpired(argv, timeout or 0)
             for key, _ in sel.select(left):
                 name = key.data
                 if name == "stdin":
@@ -202,7 +281,7 @@ def _communicate(
     if deadline is not None:
         while launch.poll() is None:
             if time.monotonic() >= deadline:
-                raise subprocess.TimeoutExpired(launch.plan.argv, timeout or 0)
+                raise subprocess.TimeoutExpired(argv, timeout or 0)
             time.sleep(0.005)
     out = b"".join(chunks["stdout"]) if "stdout" in pipes else None
     err = b"".join(chunks["stderr"]) if "stderr" in pipes else None

@@ -44,6 +44,7 @@ def world_tmp():  # type: ignore[no-untyped-def]
 
 _MACHINERY = {
     "rf-init",
+    "rf-pool",
     "rf-stager",
     "gocryptfs",
     "memfd:gocryptfs",

@@ -42,16 +42,17 @@ def init_main(
     tty: bool,
     passwords: tuple[bytes, ...] = (),
     stager_fd: int = -1,
+    pool_fds: tuple[int, int] = (-1, -1),
 ) -> None:
     try:
-        _setup(plan, fdmap, status_fd, go_fd, passwords, stager_fd, tty)
+        _setup(plan, fdmap, status_fd, go_fd, passwords, stager_fd, tty, pool_fds)
     except RingfenceError as e:
         protocol.send_error(status_fd, e.exit_code, str(e))
         os._exit(e.exit_code)
     except BaseException as e:
         protocol.send_error(status_fd, 2, f"sandbox setup failed: {e!r}")
         os._exit(2)
-    _supervise(plan, fdmap, status_fd, go_fd, tty)
+    _supervise(plan, fdmap, status_fd, go_fd, tty, pool_fds)
 
 
 def _setup(
@@ -62,13 +63,14 @@ def _setup(
     passwords: tuple[bytes, ...],
     stager_fd: int,
     tty: bool = False,
+    pool_fds: tuple[int, int] = (-1, -1),
 ) -> None:
     prctl.set_pdeathsig(signal.SIGKILL)
     prctl.set_name("rf-init")
     for sig in FORWARDED:  # C ignored them (the launcher forwards); our children must not
         signal.signal(sig, signal.SIG_DFL)
     os.setsid()
-    keep = {status_fd, go_fd, stager_fd, *fdmap.values(), *plan.pass_fds}
+    keep = {status_fd, go_fd, stager_fd, *fdmap.values(), *plan.pass_fds, *pool_fds}
     for v in plan.vaults:
         lock = getattr(v, "lock_fd", None)
         if isinstance(lock, int) and lock >= 0:
@@ -127,7 +129,14 @@ def _setup(
     builder.enter()
 
 
-def _supervise(plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int, tty: bool) -> None:
+def _supervise(
+    plan: Plan,
+    fdmap: dict[int, int],
+    status_fd: int,
+    go_fd: int,
+    tty: bool,
+    pool_fds: tuple[int, int] = (-1, -1),
+) -> None:
     # Wait until the launcher has finished its side (network helper, cgroup): "g" means go.
     try:
         go = os.read(go_fd, 1)
@@ -142,12 +151,20 @@ def _supervise(plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int, tt
         from ..kernel import userns
 
         userns.unshare(userns.CLONE_NEWCGROUP)
+    request_fd, control_fd = pool_fds
     pid = os.fork() if plan.argv else -1
     if pid == 0:
+        if control_fd >= 0:
+            os.close(control_fd)
+            from .payload import exec_pooled
+
+            exec_pooled(plan, request_fd, status_fd)
         from .payload import exec_payload
 
         exec_payload(plan, fdmap, status_fd, tty)
         os._exit(2)  # not reached
+    if request_fd >= 0:
+        os.close(request_fd)
     os.close(status_fd)
     for fd in set(fdmap.values()):
         if fd >= 0:
@@ -166,7 +183,11 @@ def _supervise(plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int, tt
     except RingfenceError:
         pass  # PID 1 keeps running the payload either way; it never execs anything
     code = 2
-    while True:
+    if control_fd >= 0:
+        from .pool import supervise
+
+        code = supervise(pid, control_fd)
+    while control_fd < 0:
         try:
             child, status = os.waitpid(-1, 0)
         except ChildProcessError:
@@ -189,6 +210,11 @@ def _supervise(plan: Plan, fdmap: dict[int, int], status_fd: int, go_fd: int, tt
         except OSError as e:
             if e.errno != errno.EINTR:
                 break
+    if control_fd >= 0:
+        try:
+            os.write(control_fd, b"x%d" % code)  # only now: the namespace is empty
+        except OSError:
+            pass
     os._exit(code)
 
 

@@ -35,6 +35,7 @@ class Launch:
     stager_fd: int = -1  # sessions: the socket end handed to the stager (runtime/stager.py)
     hold_namespaces: bool = False  # sessions: keep fds of PID 1's namespaces (for joiners)
     join_fds: tuple[tuple[str, int], ...] = ()  # enter: (namespace, fd) to setns into, in order
+    pool_fds: tuple[int, int] = (-1, -1)  # warm sandboxes: request and control sockets (pool.py)
     ns_fds: list[tuple[str, int]] = field(default_factory=list)
     passwords: tuple[bytes, ...] = ()
     child_pid: int = -1
@@ -68,6 +69,7 @@ class Launch:
                 self.passwords,
                 self.stager_fd,
                 self.join_fds,
+                self.pool_fds,
             )
             os._exit(2)
         self.child_pid = pid
@@ -242,11 +244,13 @@ def _child_main(
     passwords: tuple[bytes, ...],
     stager_fd: int = -1,
     join_fds: tuple[tuple[str, int], ...] = (),
+    pool_fds: tuple[int, int] = (-1, -1),
 ) -> None:
     """C: runs in a fork of the launcher; never returns."""
     try:
         # Drop every fd of the launcher's (pipe ends of the API, sockets, ...) but ours.
         keep = {status_w, go_r, stager_fd, *fdmap.values(), *plan.pass_fds, *_vault_fds(plan)}
+        keep.update(pool_fds)
         keep |= {fd for _, fd in join_fds}
         fds.close_all_except({fd for fd in keep if fd >= 0})
         for sig in FORWARDED:
@@ -289,7 +293,7 @@ def _child_main(
     if pid == 0:  # I
         from .init import init_main
 
-        init_main(plan, fdmap, status_w, go_r, tty, passwords, stager_fd)
+        init_main(plan, fdmap, status_w, go_r, tty, passwords, stager_fd, pool_fds)
         os._exit(2)
     protocol.send(status_w, "pid", str(pid))
     fds.close_all_except(set(), start=0)  # C holds nothing while it waits

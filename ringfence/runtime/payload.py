@@ -52,22 +52,70 @@ def exec_payload(plan: Plan, fdmap: dict[int, int], status_fd: int, tty: bool) -
         os._exit(2)
 
 
-def _lock_down(plan: Plan, fdmap: dict[int, int], status_fd: int, tty: bool) -> None:
+def exec_pooled(plan: Plan, request_fd: int, status_fd: int) -> None:
+    """A warm sandbox's payload (runtime/pool.py): lock down completely, report ready by closing
+    the status pipe, then wait for the command and its fds, and execute it."""
+    try:
+        _lock_down(plan, {}, status_fd, False, keep_open={request_fd})
+    except RingfenceError as e:
+        protocol.send_error(status_fd, e.exit_code, str(e))
+        os._exit(e.exit_code)
+    except BaseException as e:
+        protocol.send_error(status_fd, 2, f"payload setup failed: {e!r}")
+        os._exit(2)
+    os.close(status_fd)  # the launcher's EOF: this sandbox is warm
+    try:
+        from .pool import receive_request
+
+        argv, fdmap = receive_request(request_fd)
+    except BaseException:
+        os._exit(2)  # the caller went away (or sent nonsense): nothing to run
+    try:
+        if request_fd in fdmap:  # a target number: move the socket out of the way
+            moved = os.dup2(request_fd, max([*fdmap, *fdmap.values()]) + 1, inheritable=False)
+            os.close(request_fd)
+            request_fd = moved
+        arrange_fds(fdmap, {request_fd})
+        targets = set(fdmap)
+        for fd in fdmap.values():
+            if fd not in targets:
+                os.close(fd)
+        for fd in targets:
+            os.set_inheritable(fd, True)
+        _exec(plan, request_fd, argv)
+    except RingfenceError as e:
+        protocol.send_error(request_fd, e.exit_code, str(e))
+        os._exit(e.exit_code)
+    except BaseException as e:
+        protocol.send_error(request_fd, 2, f"payload setup failed: {e!r}")
+        os._exit(2)
+
+
+def _lock_down(
+    plan: Plan,
+    fdmap: dict[int, int],
+    status_fd: int,
+    tty: bool,
+    keep_open: set[int] | None = None,
+) -> None:
     os.setsid()
     if status_fd in fdmap:  # a target number wanted by the spec: move our pipe out of the way
         status_fd = os.dup2(
             status_fd, max([*fdmap, *fdmap.values(), *plan.pass_fds]) + 1, inheritable=False
         )
-    keep = set(plan.pass_fds) | {status_fd}
-    arrange_fds(fdmap, keep)
-    keep |= set(fdmap)
-    if tty:
-        import fcntl
+    if keep_open is not None:  # a warm sandbox: its fds come later, through the request socket
+        fds.close_all_except({status_fd, *keep_open}, start=0)
+    else:
+        keep = set(plan.pass_fds) | {status_fd}
+        arrange_fds(fdmap, keep)
+        keep |= set(fdmap)
+        if tty:
+            import fcntl
 
-        fcntl.ioctl(0, TIOCSCTTY, 0)
-    fds.close_all_except(keep)
-    for fd in (*plan.pass_fds, *fdmap):
-        os.set_inheritable(fd, True)
+            fcntl.ioctl(0, TIOCSCTTY, 0)
+        fds.close_all_except(keep)
+        for fd in (*plan.pass_fds, *fdmap):
+            os.set_inheritable(fd, True)
     try:
         os.chdir(plan.cwd)
     except OSError as e:
@@ -123,8 +171,8 @@ def _reset_reserved_signals() -> None:
             pass
 
 
-def _exec(plan: Plan, status_fd: int) -> None:
-    argv = list(plan.argv)
+def _exec(plan: Plan, status_fd: int, argv: list[str] | None = None) -> None:
+    argv = list(plan.argv) if argv is None else argv
     try:
         os.execvpe(argv[0], argv, plan.env)
     except FileNotFoundError:
