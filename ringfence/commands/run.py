@@ -51,8 +51,7 @@ def read_passwords(args: argparse.Namespace, plan: Any) -> tuple[bytes, ...]:
 
 
 def launch_and_wait(plan: Any, args: argparse.Namespace, want_json: bool, **launch_kw: Any) -> int:
-    import signal
-
+    from .. import _signals as signal
     from ..runtime.init import FORWARDED
     from ..runtime.launcher import Launch
 

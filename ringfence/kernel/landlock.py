@@ -23,7 +23,6 @@ from __future__ import annotations
 import ctypes
 import os
 import stat
-from collections.abc import Iterable, Mapping
 
 from .._record import field
 from .._record import record as dataclass
@@ -31,8 +30,8 @@ from ..errors import KernelError, ProfileError, SandboxError, UnsupportedError
 from ._syscall import syscall
 
 TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # so does collections.abc (~1 ms)
+    from collections.abc import Iterable, Mapping
     from typing import Literal, TypeAlias
 
     Preset: TypeAlias = Literal["ro", "rw", "rx", "rwx"]

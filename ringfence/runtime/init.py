@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 
+from .. import _signals as signal
 from ..errors import RingfenceError, SandboxError
 from ..kernel import caps, fds, net, prctl
 from ..kernel import mount as m

@@ -15,8 +15,8 @@ running when start() fails.
 from __future__ import annotations
 
 import os
-import signal
 
+from .. import _signals as signal
 from .._record import field
 from .._record import record as dataclass
 from ..errors import RingfenceError

@@ -10,7 +10,6 @@ mount namespace: the whole tree is made private (MS_REC|MS_PRIVATE) before the f
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from ..errors import KernelError, SandboxError
 from ..kernel import mount as m
@@ -27,6 +26,10 @@ from ..plan import (
     Sysfs,
     Tmpfs,
 )
+
+TYPE_CHECKING = False  # collections.abc costs ~1 ms to import on the start-up path
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 BASE = "/tmp"  # any existing host directory works: the base tmpfs is mounted on it privately
 OLD = "/oldroot"

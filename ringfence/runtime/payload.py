@@ -9,8 +9,8 @@ steps before needed), execve. Must never return: it execs or ``_exit``s.
 from __future__ import annotations
 
 import os
-import signal
 
+from .. import _signals as signal
 from ..errors import CommandNotExecutable, CommandNotFound, RingfenceError
 from ..kernel import caps, fds, keyring, prctl, rlimit
 from ..plan import Plan
@@ -132,7 +132,7 @@ def _lock_down(
         if sig in (signal.SIGKILL, signal.SIGSTOP):
             continue
         try:
-            if signal.getsignal(sig) is not signal.SIG_DFL:
+            if signal.getsignal(sig) != signal.SIG_DFL:
                 signal.signal(sig, signal.SIG_DFL)
         except (OSError, ValueError):
             pass

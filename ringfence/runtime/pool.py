@@ -37,8 +37,8 @@ failed, or keep any of the caller's fds in M or in the sandbox.
 from __future__ import annotations
 
 import os
-import signal
 
+from .. import _signals as signal
 from ..errors import ProfileError, RingfenceError
 from ..plan import Plan
 from . import protocol

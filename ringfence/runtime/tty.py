@@ -12,10 +12,11 @@ import errno
 import fcntl
 import os
 import select
-import signal
 import termios
 import tty as _tty
 from types import FrameType
+
+from .. import _signals as signal
 
 TIOCGWINSZ = termios.TIOCGWINSZ
 TIOCSWINSZ = termios.TIOCSWINSZ
