@@ -22,10 +22,20 @@ def test_shell_line_reexecs_python_with_isolated_flags(tmp_path):
     fake.write_text('#!/bin/sh\necho "$@"\n')
     fake.chmod(0o755)
     copy = tmp_path / "ringfence"
-    copy.write_text("\n".join(lines[:2]) + "\n")
+    copy.write_text("\n".join(lines[:3]) + "\n")
     copy.chmod(0o755)
     out = subprocess.run([str(copy), "run", "--", "true"], capture_output=True, text=True)
     assert out.stdout.split() == ["-I", "-S", str(copy), "run", "--", "true"]
+
+
+def test_shell_lines_fall_back_to_the_system_interpreter(tmp_path):
+    # No python3 next to the script: /usr/bin/python3 runs it (the shell lines are also
+    # Python: two string statements, so the copy does nothing and exits 0).
+    copy = tmp_path / "ringfence"
+    copy.write_text("\n".join(SCRIPT.read_text().splitlines()[:3]) + "\nprint('py')\n")
+    copy.chmod(0o755)
+    out = subprocess.run([str(copy)], capture_output=True, text=True)
+    assert (out.returncode, out.stdout) == (0, "py\n")
 
 
 def test_runs_the_cli_from_a_venv_layout(tmp_path):
