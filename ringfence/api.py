@@ -107,7 +107,10 @@ class Sandbox:
 
     def __del__(self) -> None:
         if getattr(self, "_pool", None) is not None:
-            self.close()
+            try:
+                self.close()
+            except Exception:
+                pass  # at interpreter exit; the pool dies with this process anyway
 
     def plan(self, cmd: Sequence[str]) -> Plan:
         return compile_plan(self.profile, RunRequest(tuple(cmd), pass_fds=self.pass_fds), self._ctx)
