@@ -1,0 +1,765 @@
+"""The sandbox's X display: a nested X server of its own (Xvfb or Xephyr), or the host's.
+
+Owns: the ``Display``/``DisplaySize`` profile keys (:func:`parse_keys` → :class:`DisplayConfig`),
+starting and stopping the nested X server on the host (:func:`start` → :class:`NestedDisplay`),
+its MIT-MAGIC-COOKIE-1 and the Xauthority files (:func:`encode_xauth`/:func:`decode_xauth`).
+Must never: hand the sandbox the host's X socket or cookie unless ``Display=host`` asked for
+exactly that (and then say it is an exposure), let the nested server listen on TCP or on an
+abstract socket, leave a server process or a file behind, or import anything heavy (desktop
+runs start through here: no ``subprocess``, ``shutil`` or ``json`` at module level).
+
+Where it sits in the start-up: the launcher L calls :func:`start` on the host before it builds
+the sandbox's root (the server must exist before its socket can be bound), from the thread
+that outlives the sandbox (PR_SET_PDEATHSIG fires when the *thread* that forked the server
+ends). L then binds ``NestedDisplay.socket`` on :data:`SANDBOX_SOCKET` (a file bind; the
+sandbox's /tmp/.X11-unix is a fresh tmpfs directory) and ``NestedDisplay.xauthority`` read-only
+on :data:`SANDBOX_XAUTHORITY`, and sets ``DISPLAY=:0`` and ``XAUTHORITY`` for the payload. L
+calls :meth:`NestedDisplay.stop` when the sandbox ends. The sandbox needs a network namespace
+of its own: X clients try the *abstract* socket ``@/tmp/.X11-unix/X0`` before the path, and
+abstract sockets belong to the network namespace, so with the host's network ``DISPLAY=:0``
+would reach the host's display :0.
+
+The server (Xvfb or Xephyr, same command line otherwise)::
+
+    -displayfd 3          it picks a free display number and writes it when ready to serve
+    -auth FILE            our random cookie, the only way in (no -ac, no host-based access)
+    -nolisten tcp         no TCP port 6000+N
+    -nolisten local       no abstract socket @/tmp/.X11-unix/XN: only the file socket, which
+                          is what the sandbox gets; nothing else in the host's network
+                          namespace can find the server by a name it did not create
+    -noreset              the last client leaving must not reset the server (and re-read -auth)
+    -extension MIT-SHM    the server runs in the host's IPC namespace: a client naming a SysV
+                          shm id would make it attach a *host* segment of the same user
+                          (ShmAttach checks the client's uid only); clients fall back to the
+                          socket
+    Xephyr only: -title "ringfence sandbox", -no-host-grab (the sandbox never gets the
+                          keyboard and pointer grabbed away from the host's other windows)
+
+The cookie: 16 random bytes, written as FamilyWild entries (they match whatever hostname the
+sandbox has); the sandbox's file names display "0", as it sees ``:0``. Files live in a private
+directory per display, named ``CREATORPID.STARTTIME.RANDOM``: a later :func:`start` removes
+those whose creator is gone (a launcher killed with SIGKILL), with the lock file and socket its
+server left in /tmp. For a root caller that runs the server as ``user`` the directory is
+``/tmp/ringfence-display-…`` (root's runtime directory is not searchable by ``user``), owned by
+root, mode 0711, the files inside owned by ``user``.
+
+Lifetime of the server: the caller's child, PR_SET_PDEATHSIG(SIGKILL), its own session,
+default signal dispositions, stdin /dev/null, stdout/stderr to ``server.log`` (its tail is in
+every error message), only the displayfd pipe as an extra fd, environment PATH (+ DISPLAY and
+XAUTHORITY for Xephyr, the latter a copy of just the host display's cookie).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .._record import record as dataclass
+from ..errors import MissingToolError, ProfileError, RingfenceError, SandboxError
+
+TYPE_CHECKING = False  # not "from typing import": typing costs 2 ms to import; mypy knows
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+DISPLAY_KEYS = ("Display", "DisplaySize")
+SANDBOX_DISPLAY = ":0"
+SANDBOX_SOCKET = "/tmp/.X11-unix/X0"
+SANDBOX_XAUTHORITY = "/run/ringfence/Xauthority"
+
+KINDS = ("auto", "xvfb", "xephyr", "host")
+DEFAULT_SIZE = "1280x800"
+SIZE_RANGE = (64, 8192)
+# name, Debian package
+SERVERS = {"xvfb": ("Xvfb", "xvfb"), "xephyr": ("Xephyr", "xserver-xephyr")}
+XEPHYR_TITLE = "ringfence sandbox"
+READY_TIMEOUT_S = 10.0
+STOP_GRACE_S = 1.0
+
+X11_UNIX = "/tmp/.X11-unix"
+COOKIE_NAME = b"MIT-MAGIC-COOKIE-1"
+# X11/Xauth.h
+FAMILY_LOCAL = 256
+FAMILY_WILD = 0xFFFF
+# asm-generic/signal.h
+SIGKILL = 9
+SIGPIPE = 13
+SIGTERM = 15
+SIGXFSZ = 25
+SIG_DFL = 0
+SIG_SETMASK = 2
+
+_SHARED_PREFIX = "ringfence-display-"  # per-display directories in /tmp (root running `user`)
+_FILES = ("Xauthority", "server.auth", "host.auth", "server.log", "server")
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration (pure)
+
+
+@dataclass(frozen=True)
+class DisplayConfig:
+    """What ``Display=`` asks for. ``auto``: Xephyr when the caller has a display, else Xvfb
+    (decided by :func:`resolve_kind` at start, never when a profile is read)."""
+
+    kind: str
+    size: str = DEFAULT_SIZE
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ProfileError(
+                f"Display: {self.kind!r} is not a display kind", "use none|auto|xvfb|xephyr|host"
+            )
+        parse_size(self.size)
+
+    @property
+    def width(self) -> int:
+        return parse_size(self.size)[0]
+
+    @property
+    def height(self) -> int:
+        return parse_size(self.size)[1]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``WxH`` → (W, H), each within :data:`SIZE_RANGE`; ProfileError naming DisplaySize."""
+    low, high = SIZE_RANGE
+    hint = f"use WIDTHxHEIGHT, each {low}-{high}, e.g. {DEFAULT_SIZE}"
+    if not isinstance(text, str):
+        raise ProfileError(f"DisplaySize: {text!r} is not a string", hint)
+    w, x, h = text.strip().lower().partition("x")
+    if not (x and w.isascii() and w.isdigit() and h.isascii() and h.isdigit()):
+        raise ProfileError(f"DisplaySize: {text!r} is not WIDTHxHEIGHT", hint)
+    width, height = int(w), int(h)
+    if not (low <= width <= high and low <= height <= high):
+        raise ProfileError(f"DisplaySize: {text!r} is out of range", hint)
+    return width, height
+
+
+def parse_keys(mapping: Mapping[str, object]) -> DisplayConfig | None:
+    """Build a DisplayConfig from profile keys (TOML values or CLI strings); None for none.
+
+    ``Display``: none | auto | xvfb | xephyr | host. ``DisplaySize``: WIDTHxHEIGHT.
+    """
+    for key in mapping:
+        if key not in DISPLAY_KEYS:
+            raise ProfileError(
+                f"{key}: not a display key", f"known keys: {', '.join(DISPLAY_KEYS)}"
+            )
+    if "Display" not in mapping:
+        raise ProfileError(
+            "DisplaySize: set without Display=", "add Display=auto|xvfb|xephyr, or drop it"
+        )
+    kind = mapping["Display"]
+    if not isinstance(kind, str) or kind.strip().lower() not in ("none", *KINDS):
+        raise ProfileError(
+            f"Display: {kind!r} is not a display kind", "use none|auto|xvfb|xephyr|host"
+        )
+    kind = kind.strip().lower()
+    size = mapping.get("DisplaySize", DEFAULT_SIZE)
+    if not isinstance(size, str):
+        raise ProfileError(
+            f"DisplaySize: {size!r} is not a string",
+            f"use WIDTHxHEIGHT, e.g. {DEFAULT_SIZE}",
+        )
+    width, height = parse_size(size)
+    if kind == "none":
+        return None
+    return DisplayConfig(kind, f"{width}x{height}")
+
+
+def parse_host_display(display: str) -> int:
+    """The display number of a *local* DISPLAY (``:N``, ``:N.S``, ``unix:N``); else an error."""
+    host, colon, rest = display.strip().rpartition(":")
+    number = rest.partition(".")[0]
+    if not colon or not number.isascii() or not number.isdigit():
+        raise SandboxError(
+            f"DISPLAY={display!r} is not an X display name", "it looks like :0 or :1.0"
+        )
+    if host not in ("", "unix"):
+        raise SandboxError(
+            f"DISPLAY={display!r} is not a local display (Display=host binds a local socket)",
+            "use Display=xephyr or xvfb, or a local display such as :0",
+        )
+    return int(number)
+
+
+def resolve_kind(config: DisplayConfig, env: Mapping[str, str] | None = None) -> str:
+    """The server kind ``config`` means here: ``auto`` → xephyr with a display, else xvfb."""
+    if config.kind != "auto":
+        return config.kind
+    environ = os.environ if env is None else env
+    if environ.get("DISPLAY") and _which("Xephyr", environ) is not None:
+        return "xephyr"
+    return "xvfb"
+
+
+# ---------------------------------------------------------------------------------------------
+# Xauthority files (pure): a sequence of entries, each family (u16 big-endian) then address,
+# display number (ASCII), auth name and auth data, each a u16 big-endian length and bytes.
+
+
+@dataclass(frozen=True)
+class XauthEntry:
+    family: int
+    address: bytes
+    number: str
+    name: bytes
+    data: bytes
+
+
+def cookie_entry(cookie: bytes, number: str = "0") -> XauthEntry:
+    """A FamilyWild MIT-MAGIC-COOKIE-1 entry: it matches any hostname the client has."""
+    return XauthEntry(FAMILY_WILD, b"", number, COOKIE_NAME, cookie)
+
+
+def encode_xauth(entries: Iterable[XauthEntry]) -> bytes:
+    out = bytearray()
+    for e in entries:
+        out += e.family.to_bytes(2, "big")
+        for field in (e.address, e.number.encode("ascii"), e.name, e.data):
+            if len(field) > 0xFFFF:
+                raise ValueError("Xauthority field longer than 65535 bytes")
+            out += len(field).to_bytes(2, "big") + field
+    return bytes(out)
+
+
+def decode_xauth(data: bytes) -> list[XauthEntry]:
+    """Parse an Xauthority file; ValueError if it is truncated."""
+    entries = []
+    pos = 0
+
+    def take(n: int) -> bytes:
+        nonlocal pos
+        if pos + n > len(data):
+            raise ValueError("truncated Xauthority file")
+        chunk = data[pos : pos + n]
+        pos += n
+        return chunk
+
+    while pos < len(data):
+        family = int.from_bytes(take(2), "big")
+        fields = [take(int.from_bytes(take(2), "big")) for _ in range(4)]
+        entries.append(
+            XauthEntry(family, fields[0], fields[1].decode("ascii", "replace"), *fields[2:])
+        )
+    return entries
+
+
+def host_cookies(data: bytes, number: int, hostname: str) -> list[XauthEntry]:
+    """The entries of an Xauthority file that Xlib would use for local display ``number``."""
+    return [
+        e
+        for e in decode_xauth(data)
+        if e.number in ("", str(number))
+        and (
+            e.family == FAMILY_WILD or (e.family == FAMILY_LOCAL and e.address == hostname.encode())
+        )
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Running it
+
+
+class NestedDisplay:
+    """A display for one sandbox. Returned by :func:`start`; a handle, not data."""
+
+    def __init__(self, config: DisplayConfig, kind: str, server: str) -> None:
+        self.config = config
+        self.kind = kind
+        self.server = server  # the server's executable, or the host's DISPLAY for host
+        self.socket = ""
+        self.xauthority = ""
+        self.number = -1
+        self.pid = -1
+        self.cookie_source = "random MIT-MAGIC-COOKIE-1, this display only"
+        self.directory = ""
+        self._pidfd = -1
+        self._log_fd = -1
+        self._stopped = False
+
+    def stop(self) -> None:
+        """SIGTERM the server, SIGKILL after STOP_GRACE_S, reap it, remove our files.
+        Idempotent; never raises."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._pidfd >= 0:
+            _terminate(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+            # Killed, it cannot remove its lock file and socket itself.
+            _remove_x_leftovers(self.number, self.pid)
+        if self._log_fd >= 0:
+            os.close(self._log_fd)
+            self._log_fd = -1
+        if self.directory:
+            _remove_dir(self.directory)
+
+    def __enter__(self) -> NestedDisplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __del__(self) -> None:
+        try:
+            self.stop()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    def describe(self) -> dict[str, object]:
+        """What the --json report says about the display."""
+        if self.kind == "host":
+            exposure = (
+                f"EXPOSED: the host's real X display :{self.number}; the sandbox can log every "
+                "keystroke, capture the whole screen and drive every window on it"
+            )
+        elif self.kind == "xephyr":
+            exposure = (
+                "nested Xephyr window on the host display: the sandbox sees only its own "
+                "server; it gets keyboard input only while its window has focus (no host grab)"
+            )
+        else:
+            exposure = "nested headless Xvfb: the sandbox sees only its own server"
+        return {
+            "kind": self.kind,
+            "server": self.server,
+            "pid": self.pid,
+            "size": self.config.size if self.kind != "host" else "host's",
+            "number": self.number,
+            "socket": self.socket,
+            "sandbox_display": SANDBOX_DISPLAY,
+            "sandbox_socket": SANDBOX_SOCKET,
+            "cookie": self.cookie_source,
+            "listens": "this unix socket only (no TCP, no abstract socket)"
+            if self.kind != "host"
+            else "as the host's server does",
+            "exposure": exposure,
+        }
+
+    def log_tail(self, lines: int = 3) -> str:
+        if self._log_fd < 0:
+            return ""
+        text = os.pread(self._log_fd, 65536, max(0, os.fstat(self._log_fd).st_size - 65536))
+        kept = [line.strip() for line in text.decode(errors="replace").splitlines()]
+        return " | ".join([line for line in kept if line][-lines:])
+
+
+def start(
+    config: DisplayConfig,
+    user: tuple[int, int] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> NestedDisplay:
+    """Start the display ``config`` asks for; return once clients can connect to it.
+
+    ``user`` (uid, gid): a root caller runs the server as that user and the sandbox's cookie
+    file belongs to it. ``env``: where DISPLAY/XAUTHORITY/PATH come from (default os.environ).
+    Raises MissingToolError or SandboxError; on error nothing is left running or on disk.
+    """
+    environ = os.environ if env is None else env
+    if user is not None and os.geteuid() != 0:
+        raise SandboxError("display: only root can run the X server as another user")
+    if user is not None and user[0] == os.geteuid():
+        user = None
+    kind = resolve_kind(config, environ)
+    host_display = environ.get("DISPLAY", "")
+    if kind in ("xephyr", "host") and not host_display:
+        raise SandboxError(
+            f"Display={kind} needs a graphical session and DISPLAY is not set",
+            "use Display=xvfb, or run from a graphical session",
+        )
+    path = ""
+    if kind in SERVERS:
+        name, package = SERVERS[kind]
+        found = _which(name, environ)
+        if found is None:
+            raise MissingToolError(f"Display={kind} needs {name}", f"apt install {package}")
+        path = found
+    display = NestedDisplay(config, kind, path or host_display)
+    try:
+        display.directory = _make_dir(user)
+        if kind == "host":
+            _use_host(display, host_display, environ, user)
+        else:
+            _launch(display, host_display, environ, user)
+    except BaseException:
+        display.stop()
+        raise
+    return display
+
+
+def _which(name: str, environ: Mapping[str, str]) -> str | None:
+    """shutil.which without importing shutil."""
+    for directory in environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep):
+        path = os.path.join(directory or ".", name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def _write(directory: str, name: str, data: bytes, mode: int, owner: int | None) -> str:
+    path = f"{directory}/{name}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)  # not the umask's
+        if owner is not None:
+            os.fchown(fd, owner, -1)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    return path
+
+
+def _host_auth(host_display: str, environ: Mapping[str, str]) -> list[XauthEntry]:
+    """The host display's cookies from $XAUTHORITY (or ~/.Xauthority), as FamilyWild entries."""
+    number = parse_host_display(host_display)
+    source = environ.get("XAUTHORITY") or os.path.join(environ.get("HOME", "/"), ".Xauthority")
+    try:
+        with open(source, "rb") as f:
+            data = f.read()
+    except OSError:
+        return []
+    try:
+        found = host_cookies(data, number, os.uname().nodename)
+    except ValueError:
+        raise SandboxError(f"{source} is not an Xauthority file", "check XAUTHORITY") from None
+    return [XauthEntry(FAMILY_WILD, b"", "0", e.name, e.data) for e in found]
+
+
+def _use_host(
+    display: NestedDisplay,
+    host_display: str,
+    environ: Mapping[str, str],
+    user: tuple[int, int] | None,
+) -> None:
+    import stat
+
+    number = parse_host_display(host_display)
+    socket = f"{X11_UNIX}/X{number}"
+    try:
+        st = os.lstat(socket)
+    except OSError:
+        raise SandboxError(
+            f"Display=host: {socket} does not exist (DISPLAY={host_display})",
+            "is the X server local and running?",
+        ) from None
+    owners = {0, os.geteuid()} | ({user[0]} if user else set())
+    if not stat.S_ISSOCK(st.st_mode) or st.st_uid not in owners:
+        raise SandboxError(
+            f"Display=host: {socket} is not a socket of root or of uid {os.geteuid()}",
+            "refusing to hand the sandbox someone else's socket",
+        )
+    entries = _host_auth(host_display, environ)
+    if entries:
+        display.cookie_source = "copied from the host's Xauthority (the host display's own)"
+    else:
+        display.cookie_source = "none found: the host server's own access rules apply"
+    display.socket = socket
+    display.number = number
+    display.xauthority = _write(
+        display.directory, "Xauthority", encode_xauth(entries), 0o644, user[0] if user else None
+    )
+
+
+def _launch(
+    display: NestedDisplay,
+    host_display: str,
+    environ: Mapping[str, str],
+    user: tuple[int, int] | None,
+) -> None:
+    import stat
+
+    directory = display.directory
+    owner = user[0] if user else None
+    cookie = os.urandom(16)
+    server_auth = _write(
+        directory, "server.auth", encode_xauth([cookie_entry(cookie)]), 0o600, owner
+    )
+    display.xauthority = _write(
+        directory, "Xauthority", encode_xauth([cookie_entry(cookie, "0")]), 0o644, owner
+    )
+    display._log_fd = os.open(
+        f"{directory}/server.log",
+        os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_APPEND,
+        0o600,
+    )
+    server_env = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+    width, height = display.config.width, display.config.height
+    argv = [
+        display.server,
+        "-displayfd",
+        "3",
+        "-auth",
+        server_auth,
+        "-nolisten",
+        "tcp",
+        "-nolisten",
+        "local",
+        "-noreset",
+        "-extension",
+        "MIT-SHM",
+    ]
+    if display.kind == "xvfb":
+        argv += ["-screen", "0", f"{width}x{height}x24"]
+    else:
+        argv += ["-screen", f"{width}x{height}", "-title", XEPHYR_TITLE, "-no-host-grab"]
+        server_env["DISPLAY"] = host_display
+        entries = (
+            [
+                XauthEntry(FAMILY_WILD, b"", str(parse_host_display(host_display)), e.name, e.data)
+                for e in _host_auth(host_display, environ)
+            ]
+            if host_display.rpartition(":")[0] in ("", "unix")
+            else []
+        )
+        if entries:
+            server_env["XAUTHORITY"] = _write(
+                directory, "host.auth", encode_xauth(entries), 0o600, owner
+            )
+        elif environ.get("XAUTHORITY"):
+            server_env["XAUTHORITY"] = environ["XAUTHORITY"]
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        try:
+            display.pid, display._pidfd = _spawn(argv, [ready_w], display._log_fd, server_env, user)
+        finally:
+            os.close(ready_w)
+        # For a later start() if this process is SIGKILLed: whose lock file to remove.
+        _write(directory, "server", f"{display.pid}\n".encode(), 0o600, None)
+        display.number = _wait_ready(display, ready_r)
+    finally:
+        os.close(ready_r)
+    socket = f"{X11_UNIX}/X{display.number}"
+    uid = user[0] if user else os.geteuid()
+    try:
+        st = os.lstat(socket)
+    except OSError as exc:
+        raise SandboxError(
+            f"{display.kind}: no socket at {socket} ({os.strerror(exc.errno or 2)})"
+        ) from None
+    if not stat.S_ISSOCK(st.st_mode) or st.st_uid != uid:
+        raise SandboxError(
+            f"{display.kind}: {socket} is not a socket of uid {uid}",
+            f"something else owns it; remove {socket} and try again",
+        )
+    display.socket = socket
+
+
+def _wait_ready(display: NestedDisplay, ready_r: int) -> int:
+    """The display number the server writes on -displayfd, within READY_TIMEOUT_S."""
+    import select
+    import time
+
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    poller = select.poll()
+    poller.register(ready_r, select.POLLIN)
+    data = b""
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not poller.poll(int(left * 1000) + 1):
+            if time.monotonic() < deadline:
+                continue
+            raise SandboxError(
+                f"{display.kind}: {display.server} did not start within "
+                f"{READY_TIMEOUT_S:.0f} s: {display.log_tail() or 'no output'}"
+            )
+        chunk = os.read(ready_r, 64)
+        if not chunk:
+            # Its only writer is the server, so the server is gone (or closed it unready).
+            raise SandboxError(
+                f"{display.kind}: {display.server} exited before it was ready: "
+                f"{display.log_tail() or 'no output'}",
+                "Display=xvfb needs no graphical session" if display.kind == "xephyr" else None,
+            )
+        data += chunk
+    text = data.decode("ascii", "replace").strip()
+    if not text.isdigit():
+        raise SandboxError(f"{display.kind}: {display.server} wrote {text!r} as its display")
+    return int(text)
+
+
+def _terminate(pidfd: int) -> None:
+    import select
+
+    from ..kernel._syscall import syscall
+
+    for sig, wait_ms in ((SIGTERM, int(STOP_GRACE_S * 1000)), (SIGKILL, -1)):
+        try:
+            syscall("pidfd_send_signal", pidfd, sig, None, 0)
+        except RingfenceError:
+            break  # already gone
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        if poller.poll(wait_ms):
+            break
+    try:
+        os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+    except ChildProcessError:
+        pass
+
+
+def _spawn(
+    argv: list[str],
+    keep: list[int],
+    log_fd: int,
+    env: dict[str, str],
+    user: tuple[int, int] | None,
+) -> tuple[int, int]:
+    """fork+exec ``argv`` with ``keep`` as fds 3, 4, ...; PDEATHSIG; own session; ``env``.
+
+    The same pattern as usernet's helpers. ``user`` (uid, gid) is switched to first. Returns
+    (pid, pidfd). If the exec fails the child says why in ``log_fd`` and exits 127.
+    """
+    import fcntl
+
+    from ..kernel import prctl
+    from ..kernel._syscall import libc
+
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            if user is not None:
+                os.setgroups([])
+                os.setresgid(user[1], user[1], user[1])
+                os.setresuid(user[0], user[0], user[0])
+            # After any uid change: changing credentials clears the death signal.
+            prctl.set_pdeathsig(SIGKILL)
+            if os.getppid() != parent:
+                os._exit(1)  # the caller died before PDEATHSIG was armed
+            os.setsid()
+            libc.signal(SIGPIPE, SIG_DFL)
+            libc.signal(SIGXFSZ, SIG_DFL)
+            libc.sigprocmask(SIG_SETMASK, bytes(128), None)
+            high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64) for fd in keep]
+            null = os.open("/dev/null", os.O_RDWR)
+            os.dup2(null, 0)
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            for index, fd in enumerate(high):
+                os.dup2(fd, 3 + index)
+            os.closerange(3 + len(high), 1 << 20)
+            os.execve(argv[0], argv, env)
+        except BaseException as exc:  # noqa: BLE001 - must never return into the caller
+            try:
+                os.write(2, f"cannot run {argv[0]}: {exc}\n".encode())
+            except OSError:
+                pass
+        os._exit(127)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        os.kill(pid, SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    return pid, pidfd
+
+
+# ---------------------------------------------------------------------------------------------
+# Private files, and what a SIGKILLed caller left behind
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b") ", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _make_dir(user: tuple[int, int] | None) -> str:
+    """A fresh directory for this display's files, after removing stale ones."""
+    from .._rundir import private_dir
+
+    me = os.getpid()
+    name = f"{me}.{_start_time(me)}.{os.urandom(6).hex()}"
+    if user is None:
+        base = private_dir("display")
+        _remove_stale(base, "")
+        path = f"{base}/{name}"
+        os.mkdir(path, 0o700)
+        return path
+    # Root running the server as `user`: the server must read server.auth by path, and root's
+    # runtime directory is 0700. Root-owned and 0711 in /tmp: `user` can search it, not change it.
+    _remove_stale("/tmp", _SHARED_PREFIX)
+    path = f"/tmp/{_SHARED_PREFIX}{name}"
+    os.mkdir(path, 0o700)
+    os.chmod(path, 0o711)
+    return path
+
+
+def _remove_stale(base: str, prefix: str) -> None:
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        pid, _, rest = name[len(prefix) :].partition(".")
+        started = rest.partition(".")[0]
+        if not pid.isdigit() or not started:
+            continue
+        path = f"{base}/{name}"
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if st.st_uid != os.geteuid() or (st.st_mode & 0o170000) != 0o040000:
+            continue
+        if _start_time(int(pid)) == started:
+            continue  # its creator still runs
+        try:
+            with open(f"{path}/server", encoding="ascii") as f:
+                server_pid = int(f.read())
+        except (OSError, ValueError):
+            pass
+        else:
+            for entry in os.listdir("/tmp"):
+                number = entry[2:-5]
+                if entry.startswith(".X") and entry.endswith("-lock") and number.isdigit():
+                    _remove_x_leftovers(int(number), server_pid)
+        _remove_dir(path)
+
+
+def _remove_x_leftovers(number: int, server_pid: int) -> None:
+    """The lock file and socket of display ``number`` if its lock names ``server_pid``, which
+    must be dead (a server killed with SIGKILL leaves both behind)."""
+    if number < 0 or server_pid <= 0:
+        return
+    lock = f"/tmp/.X{number}-lock"
+    try:
+        with open(lock, "rb") as f:
+            owner = int(f.read().strip() or b"0")
+    except (OSError, ValueError):
+        return
+    if owner != server_pid:
+        return  # another server has the number now
+    try:
+        os.kill(server_pid, 0)
+        return  # still alive (or reused): not ours to touch
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        return
+    for path in (f"{X11_UNIX}/X{number}", lock):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def _remove_dir(path: str) -> None:
+    try:
+        names = os.listdir(path)
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            os.unlink(f"{path}/{name}")
+        except OSError:
+            pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
