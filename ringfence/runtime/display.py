@@ -674,7 +674,10 @@ def _make_dir(user: tuple[int, int] | None) -> str:
     me = os.getpid()
     name = f"{me}.{_start_time(me)}.{os.urandom(6).hex()}"
     if user is None:
-        base = private_dir("display")
+        try:
+            base = private_dir("display")
+        except OSError as exc:
+            raise SandboxError(f"display: {exc}") from None
         _remove_stale(base, "")
         path = f"{base}/{name}"
         os.mkdir(path, 0o700)
@@ -736,11 +739,12 @@ def _remove_x_leftovers(number: int, server_pid: int) -> None:
     if owner != server_pid:
         return  # another server has the number now
     try:
-        os.kill(server_pid, 0)
-        return  # still alive (or reused): not ours to touch
-    except ProcessLookupError:
+        with open(f"/proc/{server_pid}/stat", "rb") as f:
+            if f.read().rsplit(b") ", 1)[1][:1] != b"Z":
+                return  # still running (or the pid was reused): not ours to touch
+    except FileNotFoundError:
         pass
-    except PermissionError:
+    except (OSError, IndexError):
         return
     for path in (f"{X11_UNIX}/X{number}", lock):
         try:
