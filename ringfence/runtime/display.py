@@ -4,8 +4,7 @@ Owns: the ``Display``/``DisplaySize`` profile keys (:func:`parse_keys` → :clas
 starting and stopping the nested X server on the host (:func:`start` → :class:`NestedDisplay`),
 its MIT-MAGIC-COOKIE-1 and the Xauthority files (:func:`encode_xauth`/:func:`decode_xauth`).
 Must never: hand the sandbox the host's X socket or cookie unless ``Display=host`` asked for
-exactly that (and then say it is an exposure), let the nested server listen on TCP or on an
-abstract socket, leave a server process or a file behind, or import anything heavy (desktop
+exactly that (and then say it is an exposure), let the nested server listen on TCP, leave a server process or a file behind, or import anything heavy (desktop
 runs start through here: no ``subprocess``, ``shutil`` or ``json`` at module level).
 
 Where it sits in the start-up: the launcher L calls :func:`start` on the host before it builds
@@ -23,10 +22,15 @@ The server (Xvfb or Xephyr, same command line otherwise)::
 
     -displayfd 3          it picks a free display number and writes it when ready to serve
     -auth FILE            our random cookie, the only way in (no -ac, no host-based access)
-    -nolisten tcp         no TCP port 6000+N
-    -nolisten local       no abstract socket @/tmp/.X11-unix/XN: only the file socket, which
-                          is what the sandbox gets; nothing else in the host's network
-                          namespace can find the server by a name it did not create
+    -nolisten tcp         no TCP port 6000+N. The abstract socket @/tmp/.X11-unix/XN stays:
+                          with -displayfd the server takes no lock file, and binding that
+                          name is what keeps two servers off the same number (with
+                          ``-nolisten local`` a second server silently unlinks and takes over
+                          the first one's /tmp/.X11-unix/XN, measured with Xvfb 21.1.7). It
+                          opens nothing more than the file socket, which any host process
+                          may connect to as well; the cookie is the gate for both, and the
+                          sandbox, in its own network namespace, sees neither name but the
+                          file bound on its X0.
     -noreset              the last client leaving must not reset the server (and re-read -auth)
     -extension MIT-SHM    the server runs in the host's IPC namespace: a client naming a SysV
                           shm id would make it attach a *host* segment of the same user
@@ -38,8 +42,8 @@ The server (Xvfb or Xephyr, same command line otherwise)::
 The cookie: 16 random bytes, written as FamilyWild entries (they match whatever hostname the
 sandbox has); the sandbox's file names display "0", as it sees ``:0``. Files live in a private
 directory per display, named ``CREATORPID.STARTTIME.RANDOM``: a later :func:`start` removes
-those whose creator is gone (a launcher killed with SIGKILL), with the lock file and socket its
-server left in /tmp. For a root caller that runs the server as ``user`` the directory is
+those whose creator is gone (a launcher killed with SIGKILL), with the socket file its server
+left in /tmp/.X11-unix (removed only if nothing answers on it). For a root caller that runs the server as ``user`` the directory is
 ``/tmp/ringfence-display-…`` (root's runtime directory is not searchable by ``user``), owned by
 root, mode 0711, the files inside owned by ``user``.
 
@@ -88,7 +92,6 @@ SIG_DFL = 0
 SIG_SETMASK = 2
 
 _SHARED_PREFIX = "ringfence-display-"  # per-display directories in /tmp (root running `user`)
-_FILES = ("Xauthority", "server.auth", "host.auth", "server.log", "server")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,6 +278,7 @@ class NestedDisplay:
         self.directory = ""
         self._pidfd = -1
         self._log_fd = -1
+        self._uid = -1
         self._stopped = False
 
     def stop(self) -> None:
@@ -287,8 +291,8 @@ class NestedDisplay:
             _terminate(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = -1
-            # Killed, it cannot remove its lock file and socket itself.
-            _remove_x_leftovers(self.number, self.pid)
+            # Killed (not terminated), it cannot remove its socket file itself.
+            _remove_dead_socket(self.number, self._uid)
         if self._log_fd >= 0:
             os.close(self._log_fd)
             self._log_fd = -1
@@ -331,7 +335,7 @@ class NestedDisplay:
             "sandbox_display": SANDBOX_DISPLAY,
             "sandbox_socket": SANDBOX_SOCKET,
             "cookie": self.cookie_source,
-            "listens": "this unix socket only (no TCP, no abstract socket)"
+            "listens": "unix sockets only (no TCP)"
             if self.kind != "host"
             else "as the host's server does",
             "exposure": exposure,
@@ -493,8 +497,6 @@ def _launch(
         server_auth,
         "-nolisten",
         "tcp",
-        "-nolisten",
-        "local",
         "-noreset",
         "-extension",
         "MIT-SHM",
@@ -524,13 +526,13 @@ def _launch(
             display.pid, display._pidfd = _spawn(argv, [ready_w], display._log_fd, server_env, user)
         finally:
             os.close(ready_w)
-        # For a later start() if this process is SIGKILLed: whose lock file to remove.
-        _write(directory, "server", f"{display.pid}\n".encode(), 0o600, None)
         display.number = _wait_ready(display, ready_r)
     finally:
         os.close(ready_r)
+    uid = display._uid = user[0] if user else os.geteuid()
+    # For a later start() if this process is SIGKILLed: which socket file may be left.
+    _write(directory, "server", f"{display.number} {uid}\n".encode(), 0o600, None)
     socket = f"{X11_UNIX}/X{display.number}"
-    uid = user[0] if user else os.geteuid()
     try:
         st = os.lstat(socket)
     except OSError as exc:
@@ -714,43 +716,42 @@ def _remove_stale(base: str, prefix: str) -> None:
             continue  # its creator still runs
         try:
             with open(f"{path}/server", encoding="ascii") as f:
-                server_pid = int(f.read())
+                number, uid = map(int, f.read().split())
         except (OSError, ValueError):
             pass
         else:
-            for entry in os.listdir("/tmp"):
-                number = entry[2:-5]
-                if entry.startswith(".X") and entry.endswith("-lock") and number.isdigit():
-                    _remove_x_leftovers(int(number), server_pid)
+            _remove_dead_socket(number, uid)
         _remove_dir(path)
 
 
-def _remove_x_leftovers(number: int, server_pid: int) -> None:
-    """The lock file and socket of display ``number`` if its lock names ``server_pid``, which
-    must be dead (a server killed with SIGKILL leaves both behind)."""
-    if number < 0 or server_pid <= 0:
+def _remove_dead_socket(number: int, uid: int) -> None:
+    """/tmp/.X11-unix/X``number`` if it is a socket of ``uid`` that nobody listens on (a
+    server killed with SIGKILL leaves it behind; a live server, ours or not, is left alone)."""
+    if number < 0 or uid < 0:
         return
-    lock = f"/tmp/.X{number}-lock"
+    import socket
+    import stat
+
+    path = f"{X11_UNIX}/X{number}"
     try:
-        with open(lock, "rb") as f:
-            owner = int(f.read().strip() or b"0")
-    except (OSError, ValueError):
+        before = os.lstat(path)
+    except OSError:
         return
-    if owner != server_pid:
-        return  # another server has the number now
-    try:
-        with open(f"/proc/{server_pid}/stat", "rb") as f:
-            if f.read().rsplit(b") ", 1)[1][:1] != b"Z":
-                return  # still running (or the pid was reused): not ours to touch
-    except FileNotFoundError:
-        pass
-    except (OSError, IndexError):
+    if not stat.S_ISSOCK(before.st_mode) or before.st_uid != uid:
         return
-    for path in (f"{X11_UNIX}/X{number}", lock):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as probe:
         try:
-            os.unlink(path)
-        except OSError:
+            probe.connect(path)
+            return  # someone serves it
+        except ConnectionRefusedError:
             pass
+        except OSError:
+            return
+    try:
+        if os.lstat(path).st_ino == before.st_ino:
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def _remove_dir(path: str) -> None:
