@@ -701,6 +701,33 @@ def _scopes(c: _Ctx) -> tuple[float, str]:
     return 1.0, "host network shared and abstract sockets not scoped"
 
 
+# -- the desktop -------------------------------------------------------------------------------
+
+
+@_item(
+    "Display",
+    6,
+    "the real screen: reading other windows, keystrokes and the clipboard of the X display",
+)
+def _display(c: _Ctx) -> tuple[float, str]:
+    d = c.plan.display
+    if d is None:
+        return 0.0, "none"
+    if d.kind == "host":
+        return 1.0, "the host's own X display (every window and keystroke)"
+    return 0.1, f"nested {d.kind} of its own (the real screen is out of reach)"
+
+
+@_item("SessionBus", 5, "desktop services on the caller's D-Bus session bus")
+def _session_bus(c: _Ctx) -> tuple[float, str]:
+    return (1.0, "granted") if c.plan.profile.session_bus else (0.0, "not in the sandbox")
+
+
+@_item("Sound", 4, "the microphone and speakers (PulseAudio/PipeWire)")
+def _sound(c: _Ctx) -> tuple[float, str]:
+    return (1.0, "granted") if c.plan.profile.sound else (0.0, "not in the sandbox")
+
+
 # -- resources -------------------------------------------------------------------------------
 
 _LIMIT_CREDIT = (

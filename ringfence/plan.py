@@ -153,6 +153,7 @@ class Plan:
     add_dir: str | None = None  # the session's drop zone for `ringfence add`
     join_pid: int | None = None  # enter: host pid of the session's PID 1 (no new namespaces)
     report_runtime: bool = False  # send run-time layer results (Landlock ABI...) back (--json)
+    display: Any = None  # runtime.display.DisplayConfig: the launcher starts the server
     layers: list[LayerReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -485,7 +486,19 @@ def compile_plan(profile: Profile, request: RunRequest, ctx: HostContext | None 
     b.homes()
     b.api()
     b.explicit()
+    argv = tuple(request.argv)
+    if p.file_arguments == "read-only" and p.root != "empty":
+        argv = _file_arguments(b, argv)
+    display = _resolve_display(p.display, ctx)
+    grants = _desktop_grants(b, p, ctx, display)
     network = "host" if not p.private_network else p.network
+    if display is not None and display.kind != "host" and network == "host":
+        # X clients try the abstract socket @/tmp/.X11-unix/X0 before the file: in the host's
+        # network namespace that is the host's own display :0, not the nested one.
+        raise ProfileError(
+            f"Display={display.kind} needs the sandbox's own network namespace (with the "
+            "host's, DISPLAY=:0 would reach your real display): use --net none or --net user"
+        )
     if network == "user" and p.root != "empty":
         # The user-mode stack's DNS forwarder, in place of the host's resolver configuration.
         from .runtime.usernet import RESOLV_CONF
@@ -512,6 +525,7 @@ def compile_plan(profile: Profile, request: RunRequest, ctx: HostContext | None 
         namespaces.append("net")
 
     env = _environment(p, ctx, home)
+    env.update(grants)
     # Start in the home directory when the sandbox has one, else at the root.
     home_visible = p.protect_home in ("no", "read-only") and os.path.isdir(home)
     cwd = home if p.private_home or (home_visible and p.root != "empty") else "/"
@@ -522,7 +536,7 @@ def compile_plan(profile: Profile, request: RunRequest, ctx: HostContext | None 
 
     plan = Plan(
         profile=p,
-        argv=tuple(request.argv),
+        argv=argv,
         env=env,
         cwd=cwd,
         namespaces=tuple(namespaces),
@@ -543,9 +557,112 @@ def compile_plan(profile: Profile, request: RunRequest, ctx: HostContext | None 
         vaults=tuple(request.vaults),
         session=request.session,
         add_dir=request.add_dir if request.session else None,
+        display=display,
     )
     _report(plan)
     return plan
+
+
+# -- the desktop use case: files on the command line, a nested display, explicit grants -------
+
+# Sources the launcher fills in once it has started the sandbox's display server (runtime/
+# display.py): not absolute, so they can never name a host path by accident.
+DISPLAY_SOCKET = "<the nested display's socket>"
+DISPLAY_COOKIE = "<the nested display's cookie>"
+_PSEUDO_FS = ("proc", "sys", "dev")
+
+
+def _file_arguments(b: _Builder, argv: tuple[str, ...]) -> tuple[str, ...]:
+    """FileArguments=read-only: each argument that names an existing regular file on the host
+    (absolute, or relative to the caller's directory) is bound read-only at its real path, and
+    the argument is rewritten to that path, so `app ~/doc.pdf` works and sees nothing else.
+    Directories, options ("-x", "--x=...") and files of /proc, /sys and /dev are left alone."""
+    out = [argv[0]] if argv else []
+    cwd = os.getcwd()
+    for arg in argv[1:]:
+        if not arg or arg.startswith("-"):
+            out.append(arg)
+            continue
+        real = os.path.realpath(os.path.join(cwd, arg))
+        if real.split("/")[1] in _PSEUDO_FS or not os.path.isfile(real):
+            out.append(arg)
+            continue
+        b.add(Bind(real, real, readonly=True, why="FileArguments=read-only"))
+        out.append(real)
+    return tuple(out)
+
+
+def _resolve_display(config: Any, ctx: HostContext) -> Any:
+    """Display=auto: Xephyr (a window on the caller's screen) when the caller has an X display
+    and Xephyr is installed, else Xvfb (headless)."""
+    if config is None or config.kind != "auto":
+        return config
+    from ._record import replace
+    from .runtime.display import resolve_kind
+
+    return replace(config, kind=resolve_kind(config, ctx.env))
+
+
+def _desktop_grants(b: _Builder, p: Profile, ctx: HostContext, display: Any) -> dict[str, str]:
+    """The binds and variables of Display=, SessionBus= and Sound=; returns the variables."""
+    env: dict[str, str] = {}
+    if display is not None:
+        from .runtime.display import SANDBOX_DISPLAY, SANDBOX_SOCKET, SANDBOX_XAUTHORITY
+
+        why = f"Display={display.kind}"
+        b.add(Bind(DISPLAY_SOCKET, SANDBOX_SOCKET, readonly=True, why=why))
+        b.add(Bind(DISPLAY_COOKIE, SANDBOX_XAUTHORITY, readonly=True, why=why))
+        env.update(DISPLAY=SANDBOX_DISPLAY, XAUTHORITY=SANDBOX_XAUTHORITY)
+    runtime_dir = ctx.env.get("XDG_RUNTIME_DIR") or f"/run/user/{ctx.uid}"
+    if p.session_bus:
+        address = ctx.env.get("DBUS_SESSION_BUS_ADDRESS", f"unix:path={runtime_dir}/bus")
+        path = _unix_path(address)
+        if path is None or not _is_socket(path):
+            raise ProfileError(
+                f"SessionBus=yes: no session bus socket at {address!r} (only unix:path= "
+                "addresses can be bound); start the sandbox from a desktop session or drop it"
+            )
+        b.add(Bind(path, "/run/ringfence/bus", readonly=True, why="SessionBus=yes"))
+        env["DBUS_SESSION_BUS_ADDRESS"] = "unix:path=/run/ringfence/bus"
+    if p.sound:
+        pulse, pipewire = f"{runtime_dir}/pulse/native", f"{runtime_dir}/pipewire-0"
+        found = False
+        if _is_socket(pulse):
+            b.add(Bind(pulse, "/run/ringfence/pulse/native", readonly=True, why="Sound=yes"))
+            env["PULSE_SERVER"] = "unix:/run/ringfence/pulse/native"
+            found = True
+        if _is_socket(pipewire):
+            b.add(Bind(pipewire, "/run/ringfence/pipewire-0", readonly=True, why="Sound=yes"))
+            env["PIPEWIRE_REMOTE"] = "/run/ringfence/pipewire-0"
+            found = True
+        if not found:
+            raise ProfileError(
+                f"Sound=yes: no PulseAudio or PipeWire socket in {runtime_dir} "
+                "(pulse/native, pipewire-0); start the sound server or drop Sound="
+            )
+    return env
+
+
+def _unix_path(address: str) -> str | None:
+    """The socket path of the first unix:path= entry of a D-Bus address list."""
+    for entry in address.split(";"):
+        kind, _, params = entry.partition(":")
+        if kind != "unix":
+            continue
+        for param in params.split(","):
+            key, _, value = param.partition("=")
+            if key == "path" and value.startswith("/"):
+                return value
+    return None
+
+
+def _is_socket(path: str) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _landlock_with_paths(
@@ -752,3 +869,64 @@ def _report(plan: Plan) -> None:
         L.append(LayerReport("cgroup", applied, detail, why=why))
     else:
         L.append(LayerReport("cgroup", False, why="no TasksMax/MemoryMax/CPUQuota keys set"))
+    _desktop_report(plan)
+
+
+def _desktop_report(plan: Plan) -> None:
+    """Only for profiles that touch the desktop keys: the others say nothing about them."""
+    p = plan.profile
+    if not (plan.display or p.file_arguments != "no" or p.session_bus or p.sound):
+        return
+    L = plan.layers
+    d = plan.display
+    if d is None:
+        L.append(LayerReport("display", False, why="no display: X clients cannot connect"))
+    elif d.kind == "host":
+        L.append(
+            LayerReport(
+                "display",
+                False,
+                "the host's own X display, at :0",
+                why="EXPOSURE: the app can read every window and keystroke of the real display",
+            )
+        )
+    else:
+        L.append(
+            LayerReport(
+                "display",
+                True,
+                f"nested {d.kind} {d.size} of its own at :0 (started by the launcher); "
+                "the host's X socket is not in the sandbox",
+            )
+        )
+    bound = [
+        op.src for op in plan.mounts if isinstance(op, Bind) and op.why == "FileArguments=read-only"
+    ]
+    if p.file_arguments != "no":
+        L.append(
+            LayerReport(
+                "file arguments",
+                True,
+                f"{len(bound)} file(s) named on the command line, read-only: {', '.join(bound)}"
+                if bound
+                else "none of the arguments names a host file",
+            )
+        )
+    L.append(
+        LayerReport(
+            "session bus",
+            not p.session_bus,
+            "granted" if p.session_bus else "not in the sandbox",
+            why="EXPOSURE: SessionBus=yes (the app can talk to every desktop service)"
+            if p.session_bus
+            else "",
+        )
+    )
+    L.append(
+        LayerReport(
+            "sound",
+            not p.sound,
+            "granted" if p.sound else "not in the sandbox",
+            why="EXPOSURE: Sound=yes (the app can record from the microphone)" if p.sound else "",
+        )
+    )

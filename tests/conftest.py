@@ -44,6 +44,8 @@ def world_tmp():  # type: ignore[no-untyped-def]
 
 _MACHINERY = {
     "rf-init",
+    "Xvfb",
+    "Xephyr",
     "rf-pool",
     "rf-stager",
     "gocryptfs",

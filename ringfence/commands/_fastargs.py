@@ -35,6 +35,7 @@ RUN_OPTIONS: dict[str, tuple[str, int, bool, Callable[[str], object] | None]] = 
     "--keep-env": ("keep_env", 1, True, None),
     "--hostname": ("hostname", 1, False, None),
     "--net": ("net", 1, False, None),
+    "--display": ("display", 1, False, None),
     "--allow-host-port": ("allow_host_port", 1, True, None),
     "--publish": ("publish", 1, True, None),
     "--uid": ("uid", 1, False, None),
@@ -48,7 +49,10 @@ RUN_OPTIONS: dict[str, tuple[str, int, bool, Callable[[str], object] | None]] = 
     "--json": ("json", 0, False, None),
 }
 RUN_DEFAULTS: dict[str, object] = {"profile": "strict", "json": False}
-_CHOICES = {"net": ("none", "user", "host")}
+_CHOICES = {
+    "net": ("none", "user", "host"),
+    "display": ("none", "auto", "xvfb", "xephyr", "host"),
+}
 
 
 def parse_run(argv: list[str], command: list[str]) -> SimpleNamespace | None:

@@ -87,6 +87,12 @@ def add_sandbox_options(p: argparse.ArgumentParser) -> None:
         metavar="[HOSTADDR:]HOSTPORT:SANDBOXPORT[/PROTO]",
         help="with --net user: forward a host port into the sandbox",
     )
+    g.add_argument(
+        "--display",
+        choices=("none", "auto", "xvfb", "xephyr", "host"),
+        help="an X display: a nested server of its own (xvfb headless, xephyr a window on "
+        "your screen, auto: xephyr if you have a display), or host (your real one: an exposure)",
+    )
     g.add_argument("--uid", metavar="USER", help="(root only) run the payload as USER")
     g.add_argument("--gid", metavar="GROUP", help="(root only) run the payload as GROUP")
     g.add_argument(
@@ -166,6 +172,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
         o["Hostname"] = args.hostname
     if args.net:
         o["Network"] = args.net
+    if getattr(args, "display", None):
+        o["Display"] = args.display
     for port in args.allow_host_port:
         add("AllowHostPorts", port)
     for spec in args.publish:

@@ -52,6 +52,21 @@ BUILTIN: dict[str, dict[str, object]] = {
         "MountSysfs": True,
         "ProtectProc": "invisible",
     },
+    "desktop": {
+        "Description": "desktop apps: strict, plus a nested X display of their own and the "
+        "files named on the command line, read-only; no host X11, D-Bus or sound",
+        **_COMMON_LOCKDOWN,
+        "Root": "minimal",
+        "ProtectSystem": "strict",
+        "ProtectHome": "tmpfs",
+        "PrivateHome": True,
+        "PrivateTmp": True,
+        "MountAPIVFS": True,
+        "MountSysfs": False,
+        "ProtectProc": "invisible",
+        "Display": "auto",
+        "FileArguments": "read-only",
+    },
     "void": {
         "Description": "nothing at all (no /usr, /proc, /dev, /tmp) but what is added",
         **_COMMON_LOCKDOWN,

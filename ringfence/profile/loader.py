@@ -22,6 +22,7 @@ SECCOMP_KEYS = tuple(sorted(_seccomp.KEYS))
 LANDLOCK_KEYS = ("Landlock", "AllowBind", "AllowConnect", "LandlockScopes")
 CGROUP_KEYS = ("MemoryMax", "TasksMax", "CPUQuota", "CgroupOptional")
 NET_KEYS = ("UserNetStack", "AllowHostPorts", "PublishPorts", "IPAddressAllow", "IPAddressDeny")
+DISPLAY_KEYS = ("Display", "DisplaySize")  # runtime/display.py (same tuple there)
 LIST_LAYER_KEYS = frozenset(
     {
         "SystemCallFilter",
@@ -45,7 +46,15 @@ def _limit_keys() -> tuple[str, ...]:
 
 
 def all_keys() -> list[str]:
-    return [*KEYS, *SECCOMP_KEYS, *LANDLOCK_KEYS, *NET_KEYS, *CGROUP_KEYS, *_limit_keys()]
+    return [
+        *KEYS,
+        *SECCOMP_KEYS,
+        *LANDLOCK_KEYS,
+        *NET_KEYS,
+        *CGROUP_KEYS,
+        *DISPLAY_KEYS,
+        *_limit_keys(),
+    ]
 
 
 def profile_names() -> list[str]:
@@ -165,6 +174,7 @@ def build(name: str, raw: dict[str, object]) -> Profile:
     values["landlock"] = _layer("landlock", raw, LANDLOCK_KEYS)
     values["usernet"] = _layer("usernet", raw, NET_KEYS)
     values["cgroup"] = _layer("cgroup", raw, CGROUP_KEYS)
+    values["display"] = _layer("display", raw, DISPLAY_KEYS)
     return Profile(**values)
 
 
@@ -180,6 +190,8 @@ def _layer(layer: str, raw: dict[str, object], keys: tuple[str, ...]) -> object:
         from ..kernel import landlock as module  # type: ignore[no-redef]
     elif layer == "usernet":
         from ..runtime import usernet as module  # type: ignore[no-redef]
+    elif layer == "display":
+        from ..runtime import display as module  # type: ignore[no-redef]
     else:
         from ..kernel import cgroup as module  # type: ignore[no-redef]
     return module.parse_keys(subset)

@@ -125,6 +125,17 @@ KEYS: dict[str, KeySpec] = {
     "CapabilityBoundingSet": KeySpec("capability_bounding_set", _empty_only),
     "AmbientCapabilities": KeySpec("ambient_capabilities", _empty_only),
     "KeyringMode": KeySpec("keyring_mode", _choice("private", "inherit")),
+    "FileArguments": KeySpec(
+        "file_arguments",
+        _choice("no", "read-only"),
+        doc="bind each file named on the command line, read-only, at its own path",
+    ),
+    "SessionBus": KeySpec(
+        "session_bus", _bool, doc="grant the caller's D-Bus session bus (an exposure)"
+    ),
+    "Sound": KeySpec(
+        "sound", _bool, doc="grant the caller's PulseAudio/PipeWire socket (an exposure)"
+    ),
 }
 
 
@@ -174,11 +185,15 @@ class Profile:
     capability_bounding_set: tuple[str, ...] = ()
     ambient_capabilities: tuple[str, ...] = ()
     keyring_mode: str = "private"
+    file_arguments: str = "no"
+    session_bus: bool = False
+    sound: bool = False
     # Layers parsed by their own modules (kept as validated objects).
     limits: tuple[Any, ...] = ()
     seccomp: Any = None
     landlock: Any = None
     usernet: Any = None
     cgroup: Any = None  # kernel.cgroup.CgroupLimits
+    display: Any = None  # runtime.display.DisplayConfig
     # The raw keys after merging, kept for `ringfence plan` and audit.
     raw: dict[str, object] = field(default_factory=dict, compare=False, repr=False)

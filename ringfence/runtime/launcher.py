@@ -45,6 +45,32 @@ class Launch:
     _helpers: list[object] = field(default_factory=list)
 
     def start(self) -> None:
+        if self.plan.display is not None and self.plan.join_pid is None:
+            self._start_display()
+        try:
+            self._start()
+        except BaseException:
+            if self.child_pid < 0:  # nothing forked: wait() would not stop the helpers
+                self.stop_helpers()
+            raise
+
+    def _start_display(self) -> None:
+        """Start the sandbox's own X server (runtime/display.py) before anything is forked, so
+        its socket exists when PID 1 binds it; fill its paths into the plan's binds."""
+        from .._record import replace
+        from ..plan import DISPLAY_COOKIE, DISPLAY_SOCKET, Bind
+        from . import display
+
+        server = display.start(self.plan.display, user=self.plan.identity.drop_to)
+        self._helpers.append(server)
+        paths = {DISPLAY_SOCKET: server.socket, DISPLAY_COOKIE: server.xauthority}
+        mounts = tuple(
+            replace(op, src=paths[op.src]) if isinstance(op, Bind) and op.src in paths else op
+            for op in self.plan.mounts
+        )
+        self.plan = replace(self.plan, mounts=mounts)
+
+    def _start(self) -> None:
         plan = self.plan
         flags = 0
         for ns in plan.namespaces:
@@ -148,7 +174,8 @@ class Launch:
         for helper in self._helpers:
             describe = getattr(helper, "describe", None)
             if describe is not None:
-                out.append({"layer": "network", **describe()})
+                layer = "display" if type(helper).__name__ == "NestedDisplay" else "network"
+                out.append({"layer": layer, **describe()})
         return out
 
     def signal(self, sig: int) -> None:
@@ -255,6 +282,10 @@ def _child_main(
         fds.close_all_except({fd for fd in keep if fd >= 0})
         for sig in FORWARDED:
             signal.signal(sig, signal.SIG_IGN)  # L forwards them to I; C must not die of them
+        # The launcher may be a pool manager with a SIGCHLD handler and a wake-up fd: that fd
+        # is closed now and its number free for reuse, so no handler may write to it.
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         if plan.identity.drop_to is not None:
             uid, gid = plan.identity.drop_to
             os.setgroups([])

@@ -60,6 +60,8 @@ def check_poolable(plan: Plan) -> None:
         why = "vaults (their passwords are asked per launch)"
     elif plan.session is not None:
         why = "named sessions"
+    elif plan.profile.file_arguments != "no":
+        why = "FileArguments= (the files of each command are bound when it starts)"
     if why:
         raise ProfileError(f"pool= cannot pre-warm sandboxes with {why}: use pool=0")
 
