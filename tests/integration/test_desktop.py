@@ -371,3 +371,20 @@ def _servers() -> set[int]:
         except OSError:
             continue
     return found
+
+
+def test_a_desktop_session_shares_its_display_and_takes_added_files(docs: Path) -> None:
+    _x_tools()
+    name = f"desk-{os.getpid()}"
+    before = _servers()
+    r = rf("start", name, *DESKTOP, "--display", "xvfb", "--", "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    try:
+        joined = rf("enter", name, "--", "sh", "-c", "xdpyinfo | grep -c dimensions")
+        assert joined.stdout.strip() == "1", joined.stderr
+        assert rf("add", name, str(docs / "doc.txt")).returncode == 0
+        read = rf("enter", name, "--", "cat", "/run/ringfence/add/doc.txt")
+        assert read.stdout == "hello doc\n", read.stderr
+    finally:
+        rf("stop", name)
+    assert wait_until(lambda: not (_servers() - before))
