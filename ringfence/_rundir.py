@@ -27,7 +27,26 @@ def root() -> str:
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and xdg.startswith("/") and _owned(xdg, 0o022):
         return os.path.join(xdg, "ringfence")
-    return f"/tmp/ringfence-{os.geteuid()}"
+    return f"/tmp/ringfence-{outer_uid()}"
+
+
+def outer_uid() -> int:
+    """Our effective uid as the parent user namespace sees it. In a user namespace where we are
+    mapped to 0 (a test harness, `unshare -r`), geteuid() says 0: naming /tmp's directory after
+    it would take root's name, squat it and lock root out of its own sessions."""
+    euid = os.geteuid()
+    try:
+        with open("/proc/self/uid_map", "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return euid
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 3:
+            inside, outside, count = (int(x) for x in fields)
+            if inside <= euid < inside + count:
+                return outside + euid - inside
+    return euid
 
 
 def private_dir(*parts: str, strict_leaf: bool = False) -> str:
