@@ -12,11 +12,14 @@ both on the host), this measures:
   machine);
 - publish: host → sandbox through a published port (``PublishPorts=``), which pasta splices
   between loopback sockets and slirp4netns carries over its TCP stack;
-- connect: connect()+first byte round trip, sandbox → host.
+- connect: connect()+first byte round trip, sandbox → host;
+- with ``--cpu``: the helper's CPU time during up / down as a share of one core (100% means
+  the stack's one thread is the bottleneck).
 
 Medians of ``--runs`` runs; ratios are against "outside". Not a test: run it by hand,
-``python benchmarks/network.py [--bytes 268435456] [--runs 5]``. Only this machine's own
-addresses are contacted.
+``python benchmarks/network.py [--bytes 268435456] [--runs 5] [--stacks slirp4netns]
+[--cpu] [--untuned]``; ``--untuned`` drops usernet's per-stack TUNING (the figures before it).
+Only this machine's own addresses are contacted.
 """
 
 from __future__ import annotations
@@ -234,12 +237,22 @@ def host_ipv4() -> str | None:
     return None
 
 
+def helper_cpu_ns(pid: int) -> int:
+    """CPU time of all the helper's threads so far (schedstat: nanoseconds on a CPU)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total
+
+
 def measure(stack: str | None, addr: str, total: int, runs: int) -> dict[str, float]:
     from ringfence.runtime import usernet
 
     out: dict[str, list[float]] = {"start_ms": [], "stop_ms": [], "cold_ms": [],
                                    "publish_start_ms": [],
-                                   "up": [], "down": [], "publish": [], "connect_ms": []}  # fmt: skip
+                                   "up": [], "down": [], "publish": [], "connect_ms": [],
+                                   "up_cpu": [], "down_cpu": []}  # fmt: skip
     if stack is not None:
         for _ in range(3 * runs):
             plain_box = Box()
@@ -272,15 +285,22 @@ def measure(stack: str | None, addr: str, total: int, runs: int) -> dict[str, fl
                 out["publish_start_ms"].append((time.perf_counter() - start) * 1000)
             up = Listener(addr, "sink", total)
             try:
+                cpu = helper_cpu_ns(net.helper_pid) if net else 0
                 seconds = float(inside(box, client_upload(addr, up.port, total)))  # type: ignore[arg-type]
+                if net is not None:
+                    out["up_cpu"].append((helper_cpu_ns(net.helper_pid) - cpu) / seconds / 1e7)
             finally:
                 up.close()
             out["up"].append(gbit(total, seconds))
             down = Listener(addr, "source", total)
             try:
+                cpu = helper_cpu_ns(net.helper_pid) if net else 0
                 result = inside(box, client_download(addr, down.port))
                 assert isinstance(result, list)
                 out["down"].append(gbit(int(result[1]), float(result[0])))
+                if net is not None:
+                    used = helper_cpu_ns(net.helper_pid) - cpu
+                    out["down_cpu"].append(used / float(result[0]) / 1e7)
             finally:
                 down.close()
             pong = Listener(addr, "pong", total)
@@ -330,12 +350,15 @@ def publish_throughput(box: Box | None, port: int, total: int) -> float:
 
 def cold_start_ms(stack: str) -> float:
     """import usernet + start() in a fresh interpreter, as one CLI run pays it."""
-    out = subprocess.run([sys.executable, __file__, "--cold-start", stack], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    from ringfence.runtime import usernet
+
+    untuned = [] if usernet.TUNING else ["--untuned"]
+    argv = [sys.executable, __file__, "--cold-start", stack, *untuned]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     return float(out)
 
 
-def _cold_start(stack: str) -> None:
+def _cold_start(stack: str, untuned: bool) -> None:
     import ringfence.errors  # noqa: F401 - the CLI has it already
 
     box = Box()
@@ -343,6 +366,8 @@ def _cold_start(stack: str) -> None:
         begin = time.perf_counter()
         from ringfence.runtime import usernet
 
+        if untuned:
+            usernet.TUNING.clear()
         net = usernet.start(box.pid, usernet.parse_keys({"UserNetStack": stack}))
         print((time.perf_counter() - begin) * 1000)
         net.stop()
@@ -366,21 +391,28 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bytes", type=int, default=256 * 1024 * 1024)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--stacks", default="slirp4netns,pasta", help="comma-separated")
+    parser.add_argument("--cpu", action="store_true", help="the helper's CPU share up/down")
+    parser.add_argument("--untuned", action="store_true", help="without usernet.TUNING")
     parser.add_argument("--cold-start", metavar="STACK", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cold_start:
-        _cold_start(args.cold_start)
+        _cold_start(args.cold_start, args.untuned)
         return 0
     from ringfence.runtime import usernet
+
+    if args.untuned:
+        usernet.TUNING.clear()
 
     addr = host_ipv4()
     if addr is None:
         print("no global IPv4 address on this machine: nothing to measure against")
         return 1
-    stacks = [s for s in ("slirp4netns", "pasta") if usernet.which(s)]
+    stacks = [s for s in args.stacks.split(",") if s in usernet.STACKS[1:] and usernet.which(s)]
     print(f"{args.runs} runs, {args.bytes >> 20} MiB per transfer, server on {addr}, "
           f"python {sys.version.split()[0]}, a fresh interpreter imports usernet in "
-          f"{import_cost_ms(args.runs):.1f} ms, load {os.getloadavg()[0]:.2f}")  # fmt: skip
+          f"{import_cost_ms(args.runs):.1f} ms, load {os.getloadavg()[0]:.2f}"
+          f"{', untuned' if args.untuned else ''}")  # fmt: skip
     results = {"outside": measure(None, addr, args.bytes, args.runs)}
     for stack in stacks:
         results[stack] = measure(stack, addr, args.bytes, args.runs)
@@ -390,6 +422,8 @@ def main() -> int:
                ("publish_start_ms", "+publish ms", "{:.1f}"), ("up", "up Gbit/s", "{:.2f}"),
                ("down", "down Gbit/s", "{:.2f}"), ("publish", "publish Gbit/s", "{:.2f}"),
                ("connect_ms", "connect ms", "{:.3f}")]  # fmt: skip
+    if args.cpu:
+        columns += [("up_cpu", "up helper %", "{:.0f}"), ("down_cpu", "down helper %", "{:.0f}")]
     print(f"{'':12}" + "".join(f"{title:>17}" for _, title, _ in columns))
     for name, r in results.items():
         cells = [_cell(r, base, name != "outside", key, fmt) for key, _, fmt in columns]

@@ -1196,6 +1196,11 @@ def _configure_in_child(
             return 2  # the helper never got ready
         for path, value in SYSCTLS:
             _write_sysctl(path.format(ifname=IFNAME), value)
+        for path, value in TUNING.get(stack, ()):
+            try:
+                _write_sysctl(path, value)
+            except OSError:
+                pass  # only slower, never less confined
         lo, tap = rt.if_index("lo"), rt.if_index(IFNAME)
         nl.set_link(lo, up=True)
         nl.set_link(tap, mtu=MTU)
@@ -1282,6 +1287,20 @@ SYSCTLS: tuple[tuple[str, str], ...] = (
     ("/proc/sys/net/ipv6/neigh/{ifname}/ucast_solicit", "0"),
     ("/proc/sys/net/ipv6/neigh/{ifname}/app_solicit", "0"),
 )
+
+
+# Throughput, per stack, best effort (benchmarks/network.py; the docstring has the figures).
+# Every TCP connection that leaves the sandbox ends at the stack, one hop away over a lossless
+# virtual link; the stack has its own connection to the real peer, with the host's congestion
+# control. Inherited from the host, BBR paces the sandbox's side of that hop: with
+# slirp4netns's unscaled 64 KiB window (two 32 KiB segments in flight) each paced send waits,
+# and uploads ran at 4-6.5 Gbit/s with slirp4netns idle a third of the time; with reno (no
+# pacing) slirp4netns is busy all the time and uploads run at 10-12 Gbit/s. reno is always
+# allowed in a non-initial namespace (it is never "restricted"). pasta (2023) stalls more
+# often with reno, so it keeps the host's choice.
+TUNING: dict[str, tuple[tuple[str, str], ...]] = {
+    "slirp4netns": (("/proc/sys/net/ipv4/tcp_congestion_control", "reno"),),
+}
 
 
 def _write_sysctl(path: str, value: str) -> None:

@@ -426,6 +426,23 @@ def test_cannot_change_the_blocking_rules_from_inside(nets: Any, stack: str) -> 
     assert inside(box.pid, probe, socket.AF_INET, usernet.GATEWAY_IP4, 1) == "EACCES"
 
 
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+@needs_stack
+@pytest.mark.parametrize("stack", STACKS)
+def test_throughput_tuning_stays_in_the_sandbox_namespace(nets: Any, stack: str) -> None:
+    path = "/proc/sys/net/ipv4/tcp_congestion_control"
+    host_before = _read(path)
+    box, _net = nets(UserNetStack=stack)
+    seen = inside(box.pid, _read, path)
+    assert _read(path) == host_before
+    expected = dict(usernet.TUNING.get(stack, ())).get(path, host_before)
+    assert seen == expected, (seen, expected)
+
+
 @needs_pasta
 def test_allow_host_ports_opens_exactly_the_listed_port(nets: Any) -> None:
     wanted, other = Server(socket.AF_INET, "127.0.0.1"), Server(socket.AF_INET, "127.0.0.1")
