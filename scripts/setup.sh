@@ -16,7 +16,8 @@ set -euo pipefail
 # Debian packages ringfence needs at run time, plus what the tests and benchmarks cross-check
 # against (bubblewrap, hyperfine); file, gcc and libc6-dev are for the ELF-closure tests, which
 # build small programs; xvfb and xserver-xephyr are the nested displays of `--display`, x11-utils
-# (xdpyinfo, xwininfo) what the display tests look through. Add to this list; keep it in one place.
+# (xdpyinfo, xwininfo) and x11-xserver-utils (xset) what the display tests look through.
+# Add to this list; keep it in one place.
 PACKAGES=(
     python3 python3-venv
     bubblewrap
@@ -26,7 +27,7 @@ PACKAGES=(
     iproute2 openssl procps util-linux
     hyperfine
     file gcc libc6-dev
-    xvfb xserver-xephyr xauth x11-utils
+    xvfb xserver-xephyr xauth x11-utils x11-xserver-utils
 )
 
 # Test and lint tools, pinned so that a new release on PyPI cannot break CI overnight.

@@ -388,3 +388,30 @@ def test_a_desktop_session_shares_its_display_and_takes_added_files(docs: Path) 
     finally:
         rf("stop", name)
     assert wait_until(lambda: not (_servers() - before))
+
+
+def test_cannot_use_the_display_server_to_reach_host_loopback(world_tmp: Path) -> None:
+    """The nested X server runs on the host. A client may set its font path, and a font path
+    element "tcp/HOST:PORT" asks the server to connect to a font server: that would be a
+    connect() from the host's network namespace, on the sandbox's behalf."""
+    if shutil.which("xset") is None:
+        pytest.fail("xset is not installed: run scripts/setup.sh (make setup)")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(3)
+    port = listener.getsockname()[1]
+    try:
+        r = rf("run", *DESKTOP, "--display", "xvfb", "--", "sh", "-c",
+               f"xset fp+ tcp/127.0.0.1:{port}; xset fp+ /usr/share/fonts/X11/misc; "
+               "echo added=$?")  # fmt: skip
+        try:
+            conn, _ = listener.accept()
+            conn.close()
+            connected = True
+        except TimeoutError:
+            connected = False
+    finally:
+        listener.close()
+    assert not connected, "the nested X server connected to a host loopback port"
+    assert "added=0" in r.stdout, r.stdout + r.stderr  # control: font paths can be set at all
