@@ -21,13 +21,28 @@ def _owned(path: str, bad_bits: int) -> bool:
     return is_dir and st.st_uid == os.geteuid() and not st.st_mode & bad_bits
 
 
+TMP = "/tmp"
+
+
 def root() -> str:
     """$XDG_RUNTIME_DIR/ringfence when XDG_RUNTIME_DIR is an absolute directory of ours that no
-    one else can write, else /tmp/ringfence-UID. Not created here."""
+    one else can write, else /tmp/ringfence-UID. Not created here.
+
+    Anyone can create /tmp/ringfence-UID before us. When that name is taken by something that
+    is not a private directory of ours, ~/.cache/ringfence-runtime is used instead (when the
+    home directory is ours), so another user cannot lock us out of sessions and vaults."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and xdg.startswith("/") and _owned(xdg, 0o022):
         return os.path.join(xdg, "ringfence")
-    return f"/tmp/ringfence-{outer_uid()}"
+    shared = f"{TMP}/ringfence-{outer_uid()}"
+    if not os.path.lexists(shared) or _owned(shared, 0o022):
+        return shared
+    home = os.environ.get("HOME", "")
+    if home.startswith("/") and _owned(home, 0o022):
+        cache = os.path.join(home, ".cache")
+        if not os.path.lexists(cache) or _owned(cache, 0o022):
+            return os.path.join(cache, "ringfence-runtime")
+    return shared  # private_dir() refuses it with a message naming it
 
 
 def outer_uid() -> int:
@@ -53,6 +68,9 @@ def private_dir(*parts: str, strict_leaf: bool = False) -> str:
     """The runtime directory joined with ``parts``, each level created 0700 and checked; with
     ``strict_leaf`` the last one may not even be readable by others. OSError if unsafe."""
     path = root()
+    parent = os.path.dirname(path)
+    if not os.path.lexists(parent):  # ~/.cache, for the fallback of root()
+        os.makedirs(parent, mode=0o700, exist_ok=True)
     levels = [path]
     for part in parts:
         path = os.path.join(path, part)

@@ -48,3 +48,23 @@ def test_runtime_dir_is_named_after_the_outer_uid(monkeypatch) -> None:  # type:
 
 def test_outside_any_user_namespace_the_uid_is_our_own() -> None:
     assert _rundir.outer_uid() == os.geteuid()
+
+
+def test_a_squatted_tmp_name_falls_back_to_the_home_cache(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Another user made /tmp/ringfence-UID first; here: a directory others may write to, which
+    # is refused just the same (an unprivileged test cannot make one owned by someone else).
+    fake_tmp, home = tmp_path / "tmp", tmp_path / "home"
+    fake_tmp.mkdir()
+    home.mkdir(mode=0o755)
+    squat = fake_tmp / f"ringfence-{os.geteuid()}"
+    squat.mkdir()
+    squat.chmod(0o777)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(_rundir, "TMP", str(fake_tmp))
+    assert _rundir.root() == str(home / ".cache" / "ringfence-runtime")
+    made = _rundir.private_dir("sessions")
+    assert made == str(home / ".cache" / "ringfence-runtime" / "sessions")
+    assert (os.stat(made).st_mode & 0o777) == 0o700
+    squat.chmod(0o700)  # the control: once the name is ours again, /tmp is used
+    assert _rundir.root() == str(squat)
