@@ -39,6 +39,9 @@ class Bind:
     readonly: bool = True
     device: bool = False  # device nodes need the mount without nodev
     why: str = ""
+    # (st_dev, st_ino, st_ctime_ns) of a regular file seen when planning: the mount must be that
+    # very file, reached without following any symlink (a file argument swapped is refused)
+    identity: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -577,6 +580,8 @@ def _file_arguments(b: _Builder, argv: tuple[str, ...]) -> tuple[str, ...]:
     (absolute, or relative to the caller's directory) is bound read-only at its real path, and
     the argument is rewritten to that path, so `app ~/doc.pdf` works and sees nothing else.
     Directories, options ("-x", "--x=...") and files of /proc, /sys and /dev are left alone."""
+    import stat
+
     out = [argv[0]] if argv else []
     cwd = os.getcwd()
     for arg in argv[1:]:
@@ -584,10 +589,23 @@ def _file_arguments(b: _Builder, argv: tuple[str, ...]) -> tuple[str, ...]:
             out.append(arg)
             continue
         real = os.path.realpath(os.path.join(cwd, arg))
-        if real.split("/")[1] in _PSEUDO_FS or not os.path.isfile(real):
+        if real.split("/")[1] in _PSEUDO_FS:
             out.append(arg)
             continue
-        b.add(Bind(real, real, readonly=True, why="FileArguments=read-only"))
+        try:
+            st = os.stat(real)
+        except OSError:
+            out.append(arg)
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            out.append(arg)
+            continue
+        why = "FileArguments=read-only"
+        b.add(
+            Bind(
+                real, real, readonly=True, why=why, identity=(st.st_dev, st.st_ino, st.st_ctime_ns)
+            )
+        )
         out.append(real)
     return tuple(out)
 
@@ -886,8 +904,8 @@ def _desktop_report(plan: Plan) -> None:
             LayerReport(
                 "display",
                 False,
-                "the host's own X display, at :0",
-                why="EXPOSURE: the app can read every window and keystroke of the real display",
+                "the host's own X display, at :0, with an untrusted cookie (X SECURITY)",
+                why="EXPOSURE: the app's windows share the real screen",
             )
         )
     else:

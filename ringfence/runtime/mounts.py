@@ -110,6 +110,9 @@ class RootBuilder:
 
     def _bind(self, op: MountOp) -> None:
         assert isinstance(op, Bind)
+        if op.identity is not None:
+            self._bind_file(op, op.identity)
+            return
         src = self.host(op.src)
         try:
             is_dir = os.path.isdir(src) if os.path.exists(src) else _raise_missing(op.src)
@@ -129,6 +132,43 @@ class RootBuilder:
             os.close(tree)
             raise
         self._attach(tree, op.dest, is_dir)
+
+    def _bind_file(self, op: Bind, identity: tuple[int, int, int]) -> None:
+        """Bind the regular file the plan saw, and only it: no symlink on the way (the planned
+        path is a real path) and the same inode, or the launch fails. Between planning and
+        this point anyone who can write the file's directory could have swapped it for a link
+        to something else (a directory of secrets, say)."""
+        import stat
+
+        try:
+            fd = m.openat2(
+                m.AT_FDCWD,
+                self.host(op.src),
+                os.O_PATH | os.O_CLOEXEC,
+                m.RESOLVE_NO_SYMLINKS | m.RESOLVE_NO_MAGICLINKS,
+            )
+        except KernelError as e:
+            raise SandboxError(
+                f"{op.why}: {op.src} changed since the plan was made "
+                f"({os.strerror(e.errno)}); not binding it"
+            ) from None
+        try:
+            st = os.fstat(fd)
+            seen = (st.st_dev, st.st_ino, st.st_ctime_ns)  # ctime: a reused inode number
+            if not stat.S_ISREG(st.st_mode) or seen != identity:
+                raise SandboxError(
+                    f"{op.why}: {op.src} was replaced since the plan was made; not binding it"
+                )
+            tree = m.open_tree_clone("", recursive=False, dirfd=fd)
+        finally:
+            os.close(fd)
+        try:
+            readonly = m.MOUNT_ATTR_RDONLY if op.readonly else 0
+            m.set_attrs(tree, m.MOUNT_ATTR_NOSUID | m.MOUNT_ATTR_NODEV | readonly)
+        except BaseException:
+            os.close(tree)
+            raise
+        self._attach(tree, op.dest, False)
 
     def _remount(self, op: MountOp) -> None:
         assert isinstance(op, Remount)

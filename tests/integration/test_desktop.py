@@ -213,7 +213,7 @@ def test_audit_marks_the_grants_as_exposures(runtime_dir: Path) -> None:
     )
     assert host["exposure"] > base["exposure"]
     items = {i["name"]: i for i in host["items"]}
-    assert items["Display"]["badness"] == 1.0 and items["SessionBus"]["badness"] == 1.0
+    assert items["Display"]["badness"] >= 0.8 and items["SessionBus"]["badness"] == 1.0
 
 
 # -- the nested display ----------------------------------------------------------------------
@@ -228,9 +228,14 @@ def _x_tools() -> None:
 @pytest.fixture
 def host_display(world_tmp: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """A headless X server standing in for the user's real display, with its own cookie."""
+    from ringfence.runtime.display import cookie_entry, encode_xauth
+
     _x_tools()
-    auth = world_tmp / "host.Xauthority"
-    cookie = os.urandom(16).hex()
+    # The server reads its cookie when it starts: write it first (a wildcard entry), then the
+    # client's entry once the server has told its display number.
+    cookie = os.urandom(16)
+    server_auth, auth = world_tmp / "host-server.auth", world_tmp / "host.Xauthority"
+    server_auth.write_bytes(encode_xauth([cookie_entry(cookie)]))
     r, w = os.pipe()
     server = subprocess.Popen(
         [
@@ -240,24 +245,34 @@ def host_display(world_tmp: Path) -> Iterator[tuple[str, dict[str, str]]]:
             "-nolisten",
             "tcp",
             "-auth",
-            str(auth),
+            str(server_auth),
+            "-noreset",  # like a real desktop's server (it always has clients)
             "-screen",
             "0",
             "800x600x24",
         ],  # fmt: skip
         pass_fds=[w],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=open(world_tmp / "host-server.log", "wb"),  # noqa: SIM115 (the child keeps it)
         start_new_session=True,
     )
     os.close(w)
     try:
-        number = os.read(r, 64).decode().strip()
+        got = b""
+        while not got.endswith(b"\n"):  # Xvfb writes the number, then the newline: closing
+            chunk = os.read(r, 64)  # early would kill it with "cannot write display number"
+            if not chunk:
+                break
+            got += chunk
         os.close(r)
+        number = got.decode().strip()
         display = f":{number}"
-        subprocess.run(["xauth", "-f", str(auth), "add", display, ".", cookie], check=True)
+        auth.write_bytes(encode_xauth([cookie_entry(cookie, number)]))
+        auth.chmod(0o644)  # as root, the payload (nobody) reads it when XAUTHORITY is kept
         env = {**os.environ, "DISPLAY": display, "XAUTHORITY": str(auth)}
-        assert subprocess.run(["xdpyinfo"], env=env, capture_output=True).returncode == 0
+        assert wait_until(
+            lambda: subprocess.run(["xdpyinfo"], env=env, capture_output=True).returncode == 0
+        ), (number, (world_tmp / "host-server.log").read_text(errors="replace")[-2000:])
         yield display, env
     finally:
         server.terminate()
@@ -415,3 +430,73 @@ def test_cannot_use_the_display_server_to_reach_host_loopback(world_tmp: Path) -
         listener.close()
     assert not connected, "the nested X server connected to a host loopback port"
     assert "added=0" in r.stdout, r.stdout + r.stderr  # control: font paths can be set at all
+
+
+def test_display_host_gets_an_untrusted_client_only(
+    host_display: tuple[str, dict[str, str]],
+) -> None:
+    """Display=host is the marked exposure, but the app never holds the user's own cookie: an
+    untrusted one, for which the X SECURITY extension hides XTEST (inject keys), RECORD (log
+    them) and the rest of the extensions."""
+    _, env = host_display
+    r = rf("run", *DESKTOP, "--display", "host", "--", "sh", "-c",
+           "xdpyinfo | sed -n '/number of extensions/,/default screen/p'", env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "RECORD" not in r.stdout and "XTEST" not in r.stdout, r.stdout
+    assert "number of extensions:    2" in r.stdout, r.stdout
+    # The control: the user's own (trusted) connection sees them.
+    own = subprocess.run(["xdpyinfo"], env=env, capture_output=True, text=True)
+    assert "XTEST" in own.stdout and "RECORD" in own.stdout
+
+
+@pytest.mark.parametrize("swap", ["symlink to a directory", "another file"])
+def test_a_file_argument_swapped_after_planning_is_not_bound(world_tmp: Path, swap: str) -> None:
+    """Between the plan and the mount, whoever can write the file's directory replaces the
+    file: by a link to a directory of secrets, or by another file. Neither may be bound."""
+    from ringfence.plan import RunRequest, compile_plan
+    from ringfence.profile.loader import load_profile
+    from ringfence.runtime.launcher import Launch
+
+    secrets = world_tmp / "secrets"
+    secrets.mkdir()
+    (secrets / "id_rsa").write_text("VICTIM-PRIVATE-KEY\n")
+    secrets.chmod(0o755)
+    (secrets / "id_rsa").chmod(0o644)
+    doc = world_tmp / "doc.pdf"
+    doc.write_text("just a document\n")
+    doc.chmod(0o644)
+    script = 'cat "$0" "$0/id_rsa" 2>/dev/null'
+    plan = compile_plan(
+        load_profile("desktop", {"Display": "none"}), RunRequest(("sh", "-c", script, str(doc)))
+    )
+    doc.unlink()
+    if swap == "symlink to a directory":
+        doc.symlink_to(secrets)
+    else:
+        doc.write_text("VICTIM-PRIVATE-KEY (another file)\n")
+        doc.chmod(0o644)
+    r, w = os.pipe()
+    launch = Launch(plan, stdio=(0, w, 2))
+    try:
+        with pytest.raises(Exception, match="since the plan was made"):
+            launch.start()
+    finally:
+        os.close(w)
+        out = os.read(r, 4096)
+        os.close(r)
+    assert b"VICTIM" not in out
+    # The control: with the file restored and planned again, the same launch shows it.
+    doc.unlink()
+    doc.write_text("just a document\n")
+    doc.chmod(0o644)
+    plan = compile_plan(
+        load_profile("desktop", {"Display": "none"}), RunRequest(("sh", "-c", script, str(doc)))
+    )
+    r, w = os.pipe()
+    launch = Launch(plan, stdio=(0, w, 2))
+    launch.start()
+    os.close(w)
+    launch.wait()
+    got = os.read(r, 4096)
+    os.close(r)
+    assert got == b"just a document\n"
