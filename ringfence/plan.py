@@ -628,6 +628,9 @@ def _desktop_grants(b: _Builder, p: Profile, ctx: HostContext, display: Any) -> 
         from .runtime.display import SANDBOX_DISPLAY, SANDBOX_SOCKET, SANDBOX_XAUTHORITY
 
         why = f"Display={display.kind}"
+        # A directory of its own for X sockets, whatever /tmp is (PrivateTmp=no, a bind): the
+        # host's other displays /tmp/.X11-unix/X1... must not be reachable by path.
+        b.add(Tmpfs(os.path.dirname(SANDBOX_SOCKET), mode=0o755, why=why))
         b.add(Bind(DISPLAY_SOCKET, SANDBOX_SOCKET, readonly=True, why=why))
         b.add(Bind(DISPLAY_COOKIE, SANDBOX_XAUTHORITY, readonly=True, why=why))
         env.update(DISPLAY=SANDBOX_DISPLAY, XAUTHORITY=SANDBOX_XAUTHORITY)

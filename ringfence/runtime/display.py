@@ -315,8 +315,9 @@ class NestedDisplay:
         """What the --json report says about the display."""
         if self.kind == "host":
             exposure = (
-                f"EXPOSED: the host's real X display :{self.number}; the sandbox can log every "
-                "keystroke, capture the whole screen and drive every window on it"
+                f"EXPOSED: the host's real X display :{self.number}, as an untrusted client: "
+                "its own windows share your real screen, and X SECURITY is all that keeps it "
+                "from the other windows"
             )
         elif self.kind == "xephyr":
             exposure = (
@@ -430,6 +431,50 @@ def _host_auth(host_display: str, environ: Mapping[str, str]) -> list[XauthEntry
     return [XauthEntry(FAMILY_WILD, b"", "0", e.name, e.data) for e in found]
 
 
+def _untrusted_cookie(
+    display: NestedDisplay, host_display: str, environ: Mapping[str, str]
+) -> list[XauthEntry]:
+    """A fresh *untrusted* cookie for the host display (``xauth generate ... untrusted``), as a
+    FamilyWild entry for :0. Untrusted clients of the X SECURITY extension cannot read other
+    clients' windows or properties nor watch their input: never the user's own cookie, which
+    would let the app log every keystroke of the real display. Fails closed."""
+    xauth = _which("xauth", environ)
+    if xauth is None:
+        raise MissingToolError(
+            "Display=host needs xauth (for an untrusted cookie)", "apt install xauth"
+        )
+    source = environ.get("XAUTHORITY") or os.path.join(environ.get("HOME", "/"), ".Xauthority")
+    target = f"{display.directory}/untrusted.auth"
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            [xauth, "-f", target, "generate", host_display, ".", "untrusted", "timeout", "0"],
+            env={
+                "PATH": environ.get("PATH", "/usr/bin:/bin"),
+                "DISPLAY": host_display,
+                "XAUTHORITY": source,
+            },  # fmt: skip
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=READY_TIMEOUT_S,
+        )
+        with open(target, "rb") as f:
+            data = f.read()
+        os.unlink(target)
+        found = host_cookies(data, parse_host_display(host_display), os.uname().nodename)
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        done, found = None, []
+    if not found:
+        why = done.stderr.decode(errors="replace").strip().splitlines()[-1:] if done else []
+        raise SandboxError(
+            f"Display=host: the X server of {host_display} gave no untrusted cookie"
+            + (f" ({why[0]})" if why else ""),
+            "its SECURITY extension is needed; use Display=xephyr instead",
+        )
+    return [XauthEntry(FAMILY_WILD, b"", "0", e.name, e.data) for e in found]
+
+
 def _use_host(
     display: NestedDisplay,
     host_display: str,
@@ -453,15 +498,15 @@ def _use_host(
             f"Display=host: {socket} is not a socket of root or of uid {os.geteuid()}",
             "refusing to hand the sandbox someone else's socket",
         )
-    entries = _host_auth(host_display, environ)
-    if entries:
-        display.cookie_source = "copied from the host's Xauthority (the host display's own)"
-    else:
-        display.cookie_source = "none found: the host server's own access rules apply"
+    entries = _untrusted_cookie(display, host_display, environ)
+    display.cookie_source = (
+        "untrusted cookie (X SECURITY extension): other clients' windows, properties and "
+        "input are off-limits to the sandbox"
+    )
     display.socket = socket
     display.number = number
     display.xauthority = _write(
-        display.directory, "Xauthority", encode_xauth(entries), 0o644, user[0] if user else None
+        display.directory, "Xauthority", encode_xauth(entries), 0o600, user[0] if user else None
     )
 
 
@@ -479,8 +524,10 @@ def _launch(
     server_auth = _write(
         directory, "server.auth", encode_xauth([cookie_entry(cookie)]), 0o600, owner
     )
+    # 0600 and owned by the sandbox's user (the payload runs as that uid): the directory of a
+    # root caller's display is searchable (0711) and named in the server's command line.
     display.xauthority = _write(
-        directory, "Xauthority", encode_xauth([cookie_entry(cookie, "0")]), 0o644, owner
+        directory, "Xauthority", encode_xauth([cookie_entry(cookie, "0")]), 0o600, owner
     )
     display._log_fd = os.open(
         f"{directory}/server.log",

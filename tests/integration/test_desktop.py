@@ -500,3 +500,20 @@ def test_a_file_argument_swapped_after_planning_is_not_bound(world_tmp: Path, sw
     got = os.read(r, 4096)
     os.close(r)
     assert got == b"just a document\n"
+
+
+def test_no_other_host_display_by_path_even_with_the_host_tmp(
+    host_display: tuple[str, dict[str, str]],
+) -> None:
+    """PrivateTmp=no shares the host's /tmp: /tmp/.X11-unix must still hold only the nested
+    server's X0 (found by review: the host's other X sockets were reachable)."""
+    display, env = host_display
+    r = rf("run", *DESKTOP, "--display", "xvfb", "--set", "PrivateTmp=no", "--keep-env",
+           "XAUTHORITY", "--", "sh", "-c",
+           f"ls -A /tmp/.X11-unix; xdpyinfo -display {display} 2>&1 | grep dimensions; "
+           "ls -d /tmp/rf-test-* >/dev/null && echo host-tmp-visible", env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "X0", r.stdout
+    assert "800x600" not in r.stdout
+    assert "host-tmp-visible" in lines  # the control: /tmp really is the host's here

@@ -44,6 +44,12 @@ def ck(r, what):
     if r != 0:
         e = ctypes.get_errno()
         raise OSError(e, f"{what}: {os.strerror(e)}")
+if os.environ.get("RF_AS_UID"):  # a root caller's payload runs as the sandbox's user
+    user = int(os.environ["RF_AS_UID"])
+    os.setgroups([])
+    os.setresgid(user, user, user)
+    os.setresuid(user, user, user)
+    ck(libc.prctl(4, 1, 0, 0, 0), "PR_SET_DUMPABLE")  # the uid change made /proc/self root's
 uid, gid = os.getuid(), os.getgid()
 ck(libc.unshare(0x10000000 | 0x00020000 | 0x40000000 | 0x04000000), "unshare")
 for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
@@ -63,14 +69,16 @@ os.execvpe(sys.argv[3], sys.argv[3:], env)
 
 
 def in_sandbox(
-    nested: NestedDisplay, *argv: str, xauthority: str | None = None
+    nested: NestedDisplay, *argv: str, xauthority: str | None = None, as_uid: int | None = None
 ) -> subprocess.CompletedProcess[str]:
     cookie = nested.xauthority if xauthority is None else xauthority
+    env = {**os.environ, "RF_AS_UID": str(as_uid)} if as_uid is not None else None
     return subprocess.run(
         [sys.executable, "-c", SANDBOX, nested.socket, cookie, *argv],
         capture_output=True,
         text=True,
         timeout=30,
+        env=env,
     )
 
 
@@ -245,7 +253,7 @@ def test_socket_and_cookie_files() -> None:
         assert nested.socket == f"/tmp/.X11-unix/X{nested.number}"
         assert (st.st_mode & 0o170000) == 0o140000 and st.st_uid == os.geteuid()
         cookie = os.stat(nested.xauthority)
-        assert cookie.st_mode & 0o777 == 0o644
+        assert cookie.st_mode & 0o777 == 0o600
         assert os.stat(os.path.dirname(nested.xauthority)).st_mode & 0o777 == 0o700
         (entry,) = display.decode_xauth(Path(nested.xauthority).read_bytes())
         assert entry.family == display.FAMILY_WILD and entry.number == "0"
@@ -331,7 +339,7 @@ def test_root_runs_the_server_as_the_given_user() -> None:
         assert nested.directory.startswith("/tmp/ringfence-display-")
         st = os.stat(nested.directory)
         assert st.st_uid == 0 and st.st_mode & 0o777 == 0o711
-        out = in_sandbox(nested, "xdpyinfo")
+        out = in_sandbox(nested, "xdpyinfo", as_uid=NOBODY)
         assert out.returncode == 0, out.stderr
 
 
@@ -373,7 +381,7 @@ def test_xephyr_is_a_titled_window_on_the_host_display(host_x: dict[str, str]) -
 @root_only
 def test_xephyr_as_the_given_user_reaches_the_host_display(host_x: dict[str, str]) -> None:
     with display.start(DisplayConfig("xephyr"), user=(NOBODY, NOBODY), env=host_x) as nested:
-        assert in_sandbox(nested, "xdpyinfo").returncode == 0
+        assert in_sandbox(nested, "xdpyinfo", as_uid=NOBODY).returncode == 0
 
 
 @needs_xephyr
@@ -418,3 +426,53 @@ def test_host_mode_refuses_a_tcp_display(host_x: dict[str, str]) -> None:
 def test_host_mode_refuses_a_display_with_no_socket(host_x: dict[str, str]) -> None:
     with pytest.raises(SandboxError, match="does not exist"):
         display.start(DisplayConfig("host"), env={**host_x, "DISPLAY": ":4711"})
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root runs the server as another user")
+def test_another_local_user_cannot_read_a_root_callers_cookie() -> None:
+    """A root caller's display directory is searchable (0711) and named in the server's
+    command line; the cookie in it must still be the sandbox user's alone."""
+    import pwd
+
+    other = pwd.getpwnam("rftest").pw_uid if _has_user("rftest") else 1
+    with display.start(DisplayConfig("xvfb"), user=(65534, 65534)) as nested:
+        st = os.stat(nested.xauthority)
+        assert (st.st_uid, st.st_mode & 0o777) == (65534, 0o600)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setgroups([])
+                os.setresgid(other, other, other)
+                os.setresuid(other, other, other)
+                try:
+                    open(nested.xauthority, "rb").close()  # noqa: SIM115
+                    os._exit(1)  # read it: the attack worked
+                except PermissionError:
+                    os._exit(0)
+            finally:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        # The control: the sandbox's user itself can read it.
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setgroups([])
+                os.setresgid(65534, 65534, 65534)
+                os.setresuid(65534, 65534, 65534)
+                open(nested.xauthority, "rb").close()  # noqa: SIM115
+                os._exit(0)
+            finally:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _has_user(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
