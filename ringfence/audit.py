@@ -714,7 +714,7 @@ def _display(c: _Ctx) -> tuple[float, str]:
     if d is None:
         return 0.0, "none"
     if d.kind == "host":
-        return 1.0, "the host's own X display (every window and keystroke)"
+        return 0.8, "the host's own X display, as an untrusted client (X SECURITY)"
     return 0.1, f"nested {d.kind} of its own (the real screen is out of reach)"
 
 
