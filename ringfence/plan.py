@@ -566,6 +566,19 @@ def compile_plan(profile: Profile, request: RunRequest, ctx: HostContext | None 
     return plan
 
 
+def fresh_identifiers(plan: Plan) -> Plan:
+    """The same plan with new random identifiers (the machine-id files of PrivateMachineID), for
+    each sandbox started from one compiled plan (a pool's): two runs must not be linkable."""
+    from ._record import replace
+
+    def renew(op: MountOp) -> MountOp:
+        if isinstance(op, File) and op.why == "PrivateMachineID":
+            return replace(op, content=(os.urandom(16).hex() + "\n").encode())
+        return op
+
+    return replace(plan, mounts=tuple(renew(op) for op in plan.mounts))
+
+
 # -- the desktop use case: files on the command line, a nested display, explicit grants -------
 
 # Sources the launcher fills in once it has started the sandbox's display server (runtime/

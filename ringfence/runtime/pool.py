@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from _socket import socket as Socket
 
 _MAX_FDS = 253  # SCM_MAX_FD
+_MSG_CMSG_CLOEXEC = 0x40000000  # linux/socket.h
 _SIGKILLED = 128 + signal.SIGKILL
 
 
@@ -83,7 +84,11 @@ def _recv_with_fds(sock: Socket, size: int, max_fds: int) -> tuple[bytes, list[i
     import _socket
     from array import array
 
-    data, anc, _flags, _addr = sock.recvmsg(size, _socket.CMSG_SPACE(max_fds * 4))
+    # MSG_CMSG_CLOEXEC: a program the caller starts meanwhile must not inherit a sandbox's
+    # control socket (it could kill it or read its exit status).
+    data, anc, _flags, _addr = sock.recvmsg(
+        size, _socket.CMSG_SPACE(max_fds * 4), _MSG_CMSG_CLOEXEC
+    )
     fds = array("i")
     for level, kind, raw in anc:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
@@ -176,6 +181,8 @@ class WarmSandbox:
         assert request is not None
         if len(fds) > _MAX_FDS:
             raise ProfileError(f"a pooled run can pass at most {_MAX_FDS - 3} extra fds")
+        if any("\0" in a for a in argv):
+            raise ValueError("embedded null byte")  # as execve (and subprocess) would say
         targets = " ".join(str(t) for t in fds).encode()
         body = targets + b"\n" + b"\0".join(os.fsencode(a) for a in argv)
         head = len(body).to_bytes(4, "little")
@@ -263,6 +270,7 @@ def _manager_main(plan: Plan, size: int, chan_fd: int, parent: int) -> None:
     import select
 
     from ..kernel import fds, prctl
+    from ..plan import fresh_identifiers
     from .launcher import Launch, preload
 
     prctl.set_pdeathsig(signal.SIGKILL)
@@ -287,7 +295,9 @@ def _manager_main(plan: Plan, size: int, chan_fd: int, parent: int) -> None:
             _socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC
         )
         launch = Launch(
-            plan, stdio=(-1, -1, -1), pool_fds=(req_theirs.fileno(), ctl_theirs.fileno())
+            fresh_identifiers(plan),  # no machine-id shared by two runs
+            stdio=(-1, -1, -1),
+            pool_fds=(req_theirs.fileno(), ctl_theirs.fileno()),
         )
         try:
             launch.start()

@@ -249,3 +249,31 @@ def _retry_ok(sb: ringfence.Sandbox) -> bool:
         return sb.run(["test", "-d", "/data"]).returncode == 0
     except RingfenceError:
         return False
+
+
+def test_a_nul_in_an_argument_is_refused_like_execve(box: ringfence.Sandbox) -> None:
+    # Split at the NUL, "a\0--b" would smuggle an extra option "--b" into the command.
+    with pytest.raises(ValueError, match="null byte"):
+        box.run(["printf", "%s|", "a\0--b"])
+    assert box.run(["printf", "%s|", "a", "--b"], capture_output=True).stdout == b"a|--b|"
+
+
+def test_pooled_runs_get_different_machine_ids(box: ringfence.Sandbox) -> None:
+    ids = {box.run(["cat", "/etc/machine-id"], capture_output=True).stdout for _ in range(3)}
+    assert len(ids) == 3 and all(len(i) == 33 for i in ids)
+
+
+def test_the_callers_copies_of_a_warm_sandboxs_sockets_are_close_on_exec(
+    box: ringfence.Sandbox,
+) -> None:
+    assert box._pool is not None
+    warm = box._pool.take()
+    try:
+        for sock in (warm._request, warm._control):
+            assert sock is not None and not os.get_inheritable(sock.fileno())
+            import fcntl
+
+            assert fcntl.fcntl(sock.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+    finally:
+        warm.close()
+        box._pool.refill()
