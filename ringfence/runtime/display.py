@@ -64,6 +64,8 @@ TYPE_CHECKING = False  # not "from typing import": typing costs 2 ms to import; 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from .launcher import Launch
+
 DISPLAY_KEYS = ("Display", "DisplaySize")
 SANDBOX_DISPLAY = ":0"
 SANDBOX_SOCKET = "/tmp/.X11-unix/X0"
@@ -279,6 +281,7 @@ class NestedDisplay:
         self._pidfd = -1
         self._log_fd = -1
         self._uid = -1
+        self._server: Launch | None = None  # the server's own sandbox
         self._stopped = False
 
     def stop(self) -> None:
@@ -288,11 +291,13 @@ class NestedDisplay:
             return
         self._stopped = True
         if self._pidfd >= 0:
-            _terminate(self._pidfd)
+            _terminate(self._pidfd)  # the server's sandbox: its PID 1 passes SIGTERM on
             os.close(self._pidfd)
             self._pidfd = -1
-            # Killed (not terminated), it cannot remove its socket file itself.
-            _remove_dead_socket(self.number, self._uid)
+        if self._server is not None:
+            self._server.kill()
+            self._server.wait()  # reaps the sandbox's C (PID 1 is not our child)
+            self._server = None
         if self._log_fd >= 0:
             os.close(self._log_fd)
             self._log_fd = -1
@@ -366,6 +371,8 @@ def start(
         raise SandboxError("display: only root can run the X server as another user")
     if user is not None and user[0] == os.geteuid():
         user = None
+    if user is None and os.geteuid() == 0:
+        user = (65534, 65534)  # root's sandboxes never run as root: the server's neither
     kind = resolve_kind(config, environ)
     host_display = environ.get("DISPLAY", "")
     if kind in ("xephyr", "host") and not host_display:
@@ -534,14 +541,42 @@ def _launch(
         os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_APPEND,
         0o600,
     )
-    server_env = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+    # The server runs in a ringfence sandbox of its own (strict: its own namespaces, /usr and
+    # /etc read-only, no network, no home, every lock-down layer): a client can ask an X
+    # server to read font directories (even /proc/PID/root/... of the client's own sandbox) and
+    # parse what it finds, and to allocate memory; confined, a parser bug is not an escape and
+    # the memory is bounded. Its socket directory is ours, bound at its /tmp/.X11-unix; in its
+    # own network namespace its abstract socket is out of everyone's reach.
+    sockets = f"{directory}/sockets"
+    os.mkdir(sockets, 0o700)
+    if owner is not None:
+        os.chown(sockets, owner, -1)
+    inside = "/run/ringfence-x"
+    binds_ro = [f"{server_auth}:{inside}/server.auth", f"{display.server}:{display.server}"]
+    server_env: dict[str, str] = {}
     width, height = display.config.width, display.config.height
+    number = 0
+    if display.kind == "xephyr":
+        # Xephyr is also a client of the host display: that socket is its :0, it serves :1.
+        number = 1
+        host_number = parse_host_display(host_display)
+        binds_ro.append(f"{X11_UNIX}/X{host_number}:{X11_UNIX}/X0")
+        server_env["DISPLAY"] = ":0"
+        entries = [
+            XauthEntry(FAMILY_WILD, b"", "0", e.name, e.data)
+            for e in _host_auth(host_display, environ)
+        ]
+        if entries:
+            host_auth = _write(directory, "host.auth", encode_xauth(entries), 0o600, owner)
+            binds_ro.append(f"{host_auth}:{inside}/host.auth")
+            server_env["XAUTHORITY"] = f"{inside}/host.auth"
     argv = [
         display.server,
+        f":{number}",
         "-displayfd",
         "3",
         "-auth",
-        server_auth,
+        f"{inside}/server.auth",
         "-nolisten",
         "tcp",
         "-noreset",
@@ -552,34 +587,22 @@ def _launch(
         argv += ["-screen", "0", f"{width}x{height}x24"]
     else:
         argv += ["-screen", f"{width}x{height}", "-title", XEPHYR_TITLE, "-no-host-grab"]
-        server_env["DISPLAY"] = host_display
-        entries = (
-            [
-                XauthEntry(FAMILY_WILD, b"", str(parse_host_display(host_display)), e.name, e.data)
-                for e in _host_auth(host_display, environ)
-            ]
-            if host_display.rpartition(":")[0] in ("", "unix")
-            else []
-        )
-        if entries:
-            server_env["XAUTHORITY"] = _write(
-                directory, "host.auth", encode_xauth(entries), 0o600, owner
-            )
-        elif environ.get("XAUTHORITY"):
-            server_env["XAUTHORITY"] = environ["XAUTHORITY"]
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     try:
         try:
-            display.pid, display._pidfd = _spawn(argv, [ready_w], display._log_fd, server_env, user)
+            display._server = _start_confined(
+                argv, sockets, binds_ro, server_env, ready_w, display._log_fd, user
+            )
+            display.pid = display._server.init_pid
+            display._pidfd = os.pidfd_open(display.pid)
         finally:
             os.close(ready_w)
         display.number = _wait_ready(display, ready_r)
     finally:
         os.close(ready_r)
     uid = display._uid = user[0] if user else os.geteuid()
-    # For a later start() if this process is SIGKILLed: which socket file may be left.
     _write(directory, "server", f"{display.number} {uid}\n".encode(), 0o600, None)
-    socket = f"{X11_UNIX}/X{display.number}"
+    socket = f"{sockets}/X{display.number}"
     try:
         st = os.lstat(socket)
     except OSError as exc:
@@ -625,6 +648,43 @@ def _wait_ready(display: NestedDisplay, ready_r: int) -> int:
     if not text.isdigit():
         raise SandboxError(f"{display.kind}: {display.server} wrote {text!r} as its display")
     return int(text)
+
+
+SERVER_LIMITS = {"LimitAS": "4G", "LimitNPROC": "64", "LimitNOFILE": "1024"}
+
+
+def _start_confined(
+    argv: list[str],
+    sockets: str,
+    binds_ro: list[str],
+    env: dict[str, str],
+    ready_w: int,
+    log_fd: int,
+    user: tuple[int, int] | None,
+) -> Launch:
+    """Start the X server in a strict ringfence sandbox; ``ready_w`` becomes its fd 3."""
+    from ..plan import RunRequest, compile_plan
+    from ..profile.loader import load_profile
+    from .launcher import Launch
+
+    keys: dict[str, object] = {
+        "BindPaths": [f"{sockets}:{X11_UNIX}"],
+        "BindReadOnlyPaths": binds_ro,
+        "Environment": [f"{k}={v}" for k, v in env.items()],
+        **SERVER_LIMITS,
+    }
+    if user is not None:
+        keys["User"], keys["Group"] = str(user[0]), str(user[1])
+    plan = compile_plan(load_profile("strict", keys), RunRequest(tuple(argv)))
+    null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        launch = Launch(plan, stdio=(null, log_fd, log_fd), fd_map={3: ready_w})
+        launch.start()
+    except RingfenceError as exc:
+        raise SandboxError(f"display: cannot start {argv[0]} in its own sandbox: {exc}") from None
+    finally:
+        os.close(null)
+    return launch
 
 
 def _terminate(pidfd: int) -> None:
@@ -801,14 +861,20 @@ def _remove_dead_socket(number: int, uid: int) -> None:
         pass
 
 
-def _remove_dir(path: str) -> None:
+def _remove_dir(path: str, depth: int = 0) -> None:
+    """The display's directory: its files and its sockets/ directory (never a symlink's
+    target: unlink and rmdir only)."""
     try:
         names = os.listdir(path)
     except OSError:
         names = []
     for name in names:
+        entry = f"{path}/{name}"
         try:
-            os.unlink(f"{path}/{name}")
+            os.unlink(entry)
+        except IsADirectoryError:
+            if depth == 0:
+                _remove_dir(entry, depth + 1)
         except OSError:
             pass
     try:

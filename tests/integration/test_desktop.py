@@ -517,3 +517,47 @@ def test_no_other_host_display_by_path_even_with_the_host_tmp(
     assert lines[0] == "X0", r.stdout
     assert "800x600" not in r.stdout
     assert "host-tmp-visible" in lines  # the control: /tmp really is the host's here
+
+
+def test_the_display_server_cannot_read_fonts_planted_in_the_sandbox(world_tmp: Path) -> None:
+    """A client may set its server's font path; through /proc/PID/root the server (running as
+    the same user) could read a font directory the payload wrote in its own /tmp and parse
+    what it planted there (found by review). The server has a sandbox of its own, with its own
+    /proc: the path leads nowhere."""
+    if shutil.which("xset") is None:
+        pytest.fail("xset is not installed: run scripts/setup.sh (make setup)")
+    marker = f"rf-font-{os.getpid()}"
+    script = (
+        "cp -r /usr/share/fonts/X11/misc /tmp/f; "
+        f"exec -a {marker} sh -c 'read pid; "
+        "xset fp+ /usr/share/fonts/X11/misc && echo control-ok; "
+        'xset fp+ "/proc/$pid/root/tmp/f" 2>/dev/null && echo PLANTED-FONTS-READ; echo done\''
+    )
+    proc = subprocess.Popen(
+        [*rf_argv(), "run", *DESKTOP, "--display", "xvfb", "--", "bash", "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: bool(_pids(marker)), timeout=20)
+        out, err = proc.communicate(f"{_pids(marker)[0]}\n", timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "PLANTED-FONTS-READ" not in out
+    assert "control-ok" in out and "done" in out, out + err
+
+
+def _pids(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if f.read().startswith(marker.encode()):
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found

@@ -72,6 +72,8 @@ def in_sandbox(
     nested: NestedDisplay, *argv: str, xauthority: str | None = None, as_uid: int | None = None
 ) -> subprocess.CompletedProcess[str]:
     cookie = nested.xauthority if xauthority is None else xauthority
+    if as_uid is None and os.geteuid() == 0:
+        as_uid = NOBODY  # a root caller's sandboxes (and display servers) run as nobody
     env = {**os.environ, "RF_AS_UID": str(as_uid)} if as_uid is not None else None
     return subprocess.run(
         [sys.executable, "-c", SANDBOX, nested.socket, cookie, *argv],
@@ -250,11 +252,14 @@ def test_no_mit_shm_for_the_sandbox() -> None:
 def test_socket_and_cookie_files() -> None:
     with display.start(DisplayConfig("xvfb")) as nested:
         st = os.lstat(nested.socket)
-        assert nested.socket == f"/tmp/.X11-unix/X{nested.number}"
-        assert (st.st_mode & 0o170000) == 0o140000 and st.st_uid == os.geteuid()
+        # The server runs in a sandbox of its own; its socket lands in our display directory.
+        assert nested.socket == f"{nested.directory}/sockets/X{nested.number}"
+        owner = NOBODY if os.geteuid() == 0 else os.geteuid()
+        assert (st.st_mode & 0o170000) == 0o140000 and st.st_uid == owner
         cookie = os.stat(nested.xauthority)
         assert cookie.st_mode & 0o777 == 0o600
-        assert os.stat(os.path.dirname(nested.xauthority)).st_mode & 0o777 == 0o700
+        mode = 0o711 if os.geteuid() == 0 else 0o700
+        assert os.stat(os.path.dirname(nested.xauthority)).st_mode & 0o777 == mode
         (entry,) = display.decode_xauth(Path(nested.xauthority).read_bytes())
         assert entry.family == display.FAMILY_WILD and entry.number == "0"
         assert entry.name == b"MIT-MAGIC-COOKIE-1" and len(entry.data) == 16
@@ -266,7 +271,8 @@ def test_socket_and_cookie_files() -> None:
 
 def test_two_displays_have_different_cookies() -> None:
     with display.start(DisplayConfig("xvfb")) as one, display.start(DisplayConfig("xvfb")) as two:
-        assert one.number != two.number
+        # Each server has namespaces of its own: both may be :0, never one socket.
+        assert one.socket != two.socket
         assert Path(one.xauthority).read_bytes() != Path(two.xauthority).read_bytes()
         out = in_sandbox(one, "xdpyinfo", xauthority=two.xauthority)
         assert out.returncode != 0
@@ -311,8 +317,8 @@ def test_server_dies_with_a_sigkilled_caller_and_a_later_start_cleans_up(
         child.send_signal(signal.SIGKILL)
         child.wait()
         assert wait_until(lambda: not alive(info["pid"])), "the X server outlived its caller"
-        # Nobody ran stop(): its files and its server's socket file are left for the next start
-        stale_socket = f"/tmp/.X11-unix/X{info['number']}"
+        # Nobody ran stop(): its files (its socket among them) are left for the next start
+        stale_socket = f"{info['dir']}/sockets/X{info['number']}"
         assert os.path.isdir(info["dir"]) and os.path.exists(stale_socket)
         # (Display=host: no new server takes the number back)
         with display.start(DisplayConfig("host"), env=host_x):
@@ -343,12 +349,20 @@ def test_root_runs_the_server_as_the_given_user() -> None:
         assert out.returncode == 0, out.stderr
 
 
-def test_a_failing_server_is_a_clear_error_and_leaves_nothing(tmp_path: Path) -> None:
-    fake = tmp_path / "Xvfb"
-    fake.write_text("#!/bin/sh\necho 'Fatal server error: no screens today' >&2\nexit 1\n")
-    fake.chmod(0o755)
-    with pytest.raises(SandboxError) as err:
-        display.start(DisplayConfig("xvfb"), env={"PATH": str(tmp_path)})
+def test_a_failing_server_is_a_clear_error_and_leaves_nothing() -> None:
+    import shutil
+
+    # Reachable by nobody too: as root, the server's own sandbox runs as nobody.
+    where = Path(tempfile.mkdtemp(prefix="rf-fake-x-", dir="/tmp"))
+    try:
+        where.chmod(0o755)
+        fake = where / "Xvfb"
+        fake.write_text("#!/bin/sh\necho 'Fatal server error: no screens today' >&2\nexit 1\n")
+        fake.chmod(0o755)
+        with pytest.raises(SandboxError) as err:
+            display.start(DisplayConfig("xvfb"), env={"PATH": str(where)})
+    finally:
+        shutil.rmtree(where)
     assert "exited before it was ready" in str(err.value)
     assert "no screens today" in str(err.value) and "\n" not in str(err.value)
 
