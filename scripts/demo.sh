@@ -168,7 +168,16 @@ awk '$1 != "CHECK" && NF >= 4 && $4 != "BLOCKED" && $4 != "N/A" && $2 != "checks
     <<<"$probe_out" | sed 's/^/  not blocked: /'
 tail -n 2 <<<"$probe_out" | sed 's/^/  /'
 
-heading "6. Afterwards, on the host"
+heading "6. A desktop app: the file it was given, read-only, and an X display of its own"
+echo "my notes" >"$work/notes.txt"
+DESK='cat "$1"; echo more >>"$1"; ls -A ~ | wc -l; echo "DISPLAY=$DISPLAY"; xdpyinfo | grep dimensions'
+shown ringfence run --profile desktop --display xvfb -- sh -c "'$DESK'" sh "$work/notes.txt"
+timeout 60 "$RINGFENCE" run --profile desktop --display xvfb -- sh -c "$DESK" sh "$work/notes.txt" \
+    2>&1 | sed 's/^/  /' || true
+echo "  (the home directory is empty; the display is a headless Xvfb of the sandbox's own,"
+echo "   itself confined; with a screen, --display xephyr shows it as a window)"
+
+heading "7. Afterwards, on the host"
 exec 7<&-
 mounts_after=$(awk '{print $5}' /proc/self/mountinfo | sort)
 if [[ $mounts_before == "$mounts_after" ]]; then
