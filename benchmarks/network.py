@@ -252,7 +252,7 @@ def measure(stack: str | None, addr: str, total: int, runs: int) -> dict[str, fl
     out: dict[str, list[float]] = {"start_ms": [], "stop_ms": [], "cold_ms": [],
                                    "publish_start_ms": [],
                                    "up": [], "down": [], "publish": [], "connect_ms": [],
-                                   "up_cpu": [], "down_cpu": []}  # fmt: skip
+                                   "up_cpu": [], "down_cpu": [], "failed": []}  # fmt: skip
     if stack is not None:
         for _ in range(3 * runs):
             plain_box = Box()
@@ -287,11 +287,15 @@ def measure(stack: str | None, addr: str, total: int, runs: int) -> dict[str, fl
             try:
                 cpu = helper_cpu_ns(net.helper_pid) if net else 0
                 seconds = float(inside(box, client_upload(addr, up.port, total)))  # type: ignore[arg-type]
+                out["up"].append(gbit(total, seconds))
                 if net is not None:
                     out["up_cpu"].append((helper_cpu_ns(net.helper_pid) - cpu) / seconds / 1e7)
+            except RuntimeError as exc:  # a stack that resets the connection: counted as 0
+                print(f"{stack} upload failed: {exc}", file=sys.stderr)
+                out["up"].append(0.0)
+                out["failed"].append(1)
             finally:
                 up.close()
-            out["up"].append(gbit(total, seconds))
             down = Listener(addr, "source", total)
             try:
                 cpu = helper_cpu_ns(net.helper_pid) if net else 0
@@ -301,6 +305,10 @@ def measure(stack: str | None, addr: str, total: int, runs: int) -> dict[str, fl
                 if net is not None:
                     used = helper_cpu_ns(net.helper_pid) - cpu
                     out["down_cpu"].append(used / float(result[0]) / 1e7)
+            except RuntimeError as exc:
+                print(f"{stack} download failed: {exc}", file=sys.stderr)
+                out["down"].append(0.0)
+                out["failed"].append(1)
             finally:
                 down.close()
             pong = Listener(addr, "pong", total)
@@ -315,7 +323,8 @@ def measure(stack: str | None, addr: str, total: int, runs: int) -> dict[str, fl
                 net.stop()
             if box is not None:
                 box.close()
-    return {k: statistics.median(v) for k, v in out.items() if v}
+    medians = {k: statistics.median(v) for k, v in out.items() if v and k != "failed"}
+    return medians | {"failed": float(len(out["failed"]))}
 
 
 def publish_throughput(box: Box | None, port: int, total: int) -> float:
@@ -424,6 +433,7 @@ def main() -> int:
                ("connect_ms", "connect ms", "{:.3f}")]  # fmt: skip
     if args.cpu:
         columns += [("up_cpu", "up helper %", "{:.0f}"), ("down_cpu", "down helper %", "{:.0f}")]
+    columns += [("failed", "failed", "{:.0f}")]  # transfers reset by the stack (counted as 0)
     print(f"{'':12}" + "".join(f"{title:>17}" for _, title, _ in columns))
     for name, r in results.items():
         cells = [_cell(r, base, name != "outside", key, fmt) for key, _, fmt in columns]

@@ -77,26 +77,44 @@ Choice of the default stack, measured on this project's machine (kernel 6.18, 2 
 client and server on the host; ratios against it):
 
 ==========================  ===========  ======================  =======================
-median of 5 (3 runs)        outside      slirp4netns             pasta
+median of 5 (2-4 runs)      outside      slirp4netns             pasta
 ==========================  ===========  ======================  =======================
-start() until configured    —            6.4 ms                  22–25 ms
-the same, fresh interpreter —            7.9–10.2 ms             23–27 ms
-stop() after the sandbox    —            0.4 ms                  16–17 ms
-sandbox → host (upload)     27–28 Gb/s   3.7–6.3 Gb/s (14–23%)   0.7–6.9 Gb/s (3–24%)
-host → sandbox (download)   29 Gb/s      7.6–7.8 Gb/s (26%)      15.1–15.5 Gb/s (52%)
-host → published port       25–28 Gb/s   7.4–8.0 Gb/s (28–31%)   16.7–17.2 Gb/s (61–68%)
-connect() round trip        0.07 ms      0.16 ms                 0.11 ms
+start() until configured    —            5.6–9.1 ms              22–25 ms
+the same, fresh interpreter —            13.6–15.0 ms            31.8 ms
+stop() after the sandbox    —            0.3–0.4 ms              16–17 ms
+sandbox → host (upload)     28–30 Gb/s   11.5–11.6 Gb/s (38–40%) 0.7–7.2 Gb/s (3–25%)
+                                         or 5.1–5.2 (18%), below
+host → sandbox (download)   29–30 Gb/s   7.8–8.4 Gb/s (26–30%)   15.1–16.8 Gb/s (52–57%)
+host → published port       25–30 Gb/s   7.5–8.6 Gb/s (25–31%)   14.6–17.2 Gb/s (49–68%)
+connect() round trip        0.05–0.07 ms 0.15–0.19 ms            0.11 ms
 ==========================  ===========  ======================  =======================
 
-End to end, ``ringfence run --net user -- /bin/true`` takes 4.6 ms more than ``--net none``
-(hyperfine, 80 runs, medians 49.8 vs 45.2 ms).
+slirp4netns's figures are with :data:`TUNING` (reno in the sandbox's namespace); without it
+(``benchmarks/network.py --untuned``) uploads ran at 5.1–6.2 Gbit/s (18–21%). End to end,
+``ringfence run --net user -- /bin/true`` took 4.6 ms more than ``--net none`` (hyperfine, 80
+runs, medians 49.8 vs 45.2 ms); later, on a machine shared with other test runs, 7.1 and 12.9
+ms (medians 57.4 vs 64.5, 50.8 vs 63.8 ms).
 
 So ``auto`` picks slirp4netns: it meets the "at most 10 ms" start-up target and pasta cannot
-(20–25 ms even with its port scan off; ``-t/-u/-T/-U auto`` cost ~80 ms more), and pasta's
-upload stalls in some runs (0.3–0.7 Gbit/s). The "half of the same transfer outside" target
-is not met for uploads by either stack, nor for downloads by slirp4netns: the reference is
-loopback at ~28 Gbit/s, which one user-space TCP stack on one core cannot approach; against a
-real link of up to a few Gbit/s slirp4netns is not the bottleneck.
+(20–25 ms even with its port scan off; ``-t/-u/-T/-U auto`` cost ~80 ms more; this pasta
+pre-opens pools of 64 host and 64 namespace sockets and 32 pipes at start, with no option to
+skip them), and pasta's uploads lose segments (guest retransmissions and RTO timeouts, nothing
+dropped on tap0; some connections are reset), which neither a lower ``tcp_rto_min_us``,
+``tcp_reordering=1``, reno nor a smaller MTU in the sandbox fixes. The newer pasta of Debian 13
+needs libc6 >= 2.38 (Debian 12 has 2.36) and bookworm-backports has no passt.
+
+The "half of the same transfer outside" target is not met by slirp4netns, and the limit is
+slirp4netns itself: it is one thread, and with TUNING it runs at 98–99% of a core during an
+upload (``--cpu``; perf: 76% of it in the kernel for its tap reads, socket sends and polls,
+20% in libslirp's 16-bit checksum loop), while outside the sandbox the same transfer has two
+parties, not three, on this 2-core machine. libslirp 4.7 never scales its TCP window (64 KiB,
+two 32 KiB segments in flight), so downloads are bound by round trips: slirp4netns at 75–77%,
+the rest waiting. A quickack route metric on the sandbox's default routes (RTAX_QUICKACK)
+brings downloads to 10.8–11.4 Gbit/s (~39%) with slirp4netns then at 99%, still short of half.
+Uploads stay at 5 Gbit/s in some runs (18%), with slirp4netns at 38–50% of a core: all three
+parties then share the two cores badly (seen with slirp4netns on the CPU of the server's
+process). The reference is loopback at ~29 Gbit/s under the host's BBR; against a real link of
+up to a few Gbit/s slirp4netns is not the bottleneck.
 
 ``auto`` picks pasta when AllowHostPorts= is set or a PublishPorts= address is IPv6 (both
 beyond slirp4netns), or when slirp4netns is missing. slirp4netns runs with ``--enable-seccomp``
@@ -1294,10 +1312,10 @@ SYSCTLS: tuple[tuple[str, str], ...] = (
 # virtual link; the stack has its own connection to the real peer, with the host's congestion
 # control. Inherited from the host, BBR paces the sandbox's side of that hop: with
 # slirp4netns's unscaled 64 KiB window (two 32 KiB segments in flight) each paced send waits,
-# and uploads ran at 4-6.5 Gbit/s with slirp4netns idle a third of the time; with reno (no
-# pacing) slirp4netns is busy all the time and uploads run at 10-12 Gbit/s. reno is always
-# allowed in a non-initial namespace (it is never "restricted"). pasta (2023) stalls more
-# often with reno, so it keeps the host's choice.
+# and uploads ran at 5.1-6.2 Gbit/s with slirp4netns at 86-87% of a core; with reno (no
+# pacing) slirp4netns is busy all the time (98-99%) and uploads run at 11.5 Gbit/s. reno is
+# always allowed in a non-initial namespace (it is never "restricted"). pasta (2023) stalls
+# more often with reno, so it keeps the host's choice.
 TUNING: dict[str, tuple[tuple[str, str], ...]] = {
     "slirp4netns": (("/proc/sys/net/ipv4/tcp_congestion_control", "reno"),),
 }
