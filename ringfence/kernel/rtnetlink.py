@@ -45,6 +45,8 @@ RTA_OIF = 4
 RTA_GATEWAY = 5
 RTA_PRIORITY = 6
 RTA_TABLE = 15
+RTA_METRICS = 8  # nested: RTAX_* attributes (linux/rtnetlink.h)
+RTAX_QUICKACK = 15
 RT_TABLE_MAIN = 254
 RT_TABLE_LOCAL = 255
 RTPROT_BOOT = 3
@@ -136,13 +138,15 @@ class Route:
     dev: str | None = None
     onlink: bool = False
     table: int = RT_TABLE_MAIN
+    quickack: bool = False  # RTAX_QUICKACK: acknowledge every segment at once
 
     def describe(self) -> str:
         dst = f"{_show(self.dst)}/{self.dst_len}" if self.dst_len else "default"
         via = f" via {_show(self.gateway)}" if self.gateway else ""
         dev = f" dev {self.dev}" if self.dev else ""
         table = "" if self.table == RT_TABLE_MAIN else f" table {self.table}"
-        return f"{self.kind} {dst}{via}{dev}{table}"
+        quick = " quickack 1" if self.quickack else ""
+        return f"{self.kind} {dst}{via}{dev}{table}{quick}"
 
 
 @dataclass(frozen=True)
@@ -275,6 +279,8 @@ class RtNetlink:
             body += _attr(RTA_OIF, struct.pack("=i", if_index(route.dev)))
         if route.table >= 256:
             body += _attr(RTA_TABLE, struct.pack("=I", route.table))
+        if route.quickack:
+            body += _attr(RTA_METRICS, _attr(RTAX_QUICKACK, struct.pack("=I", 1)))
         flags = NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
         self._push(RTM_NEWROUTE, flags, body, lambda: f"RTM_NEWROUTE {route.describe()}")
 

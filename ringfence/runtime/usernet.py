@@ -518,9 +518,23 @@ def netns_plan(config: UserNetConfig, stack: str) -> NetnsPlan:
     def family(net: IPNetwork) -> int:
         return rt.AF_INET if net.version == 4 else rt.AF_INET6
 
+    # slirp4netns never scales its TCP window (64 KiB): downloads are bounded by round trips,
+    # and acknowledging every segment at once (quickack) keeps its window moving (measured:
+    # downloads 7.8-8.4 -> 10.8-11.4 Gbit/s). pasta's downloads collapse with it (0.7 Gbit/s).
+    quick = stack == "slirp4netns"
     routes = (
-        rt.Route(rt.AF_INET, bytes(4), 0, gateway=_packed(GATEWAY_IP4), dev=IFNAME, onlink=True),
-        rt.Route(rt.AF_INET6, bytes(16), 0, gateway=_packed(GATEWAY_IP6), dev=IFNAME),
+        rt.Route(
+            rt.AF_INET,
+            bytes(4),
+            0,
+            gateway=_packed(GATEWAY_IP4),
+            dev=IFNAME,
+            onlink=True,
+            quickack=quick,
+        ),
+        rt.Route(
+            rt.AF_INET6, bytes(16), 0, gateway=_packed(GATEWAY_IP6), dev=IFNAME, quickack=quick
+        ),
     )
     rules: list[Rule] = []
     if stack == "slirp4netns":

@@ -295,6 +295,16 @@ def test_plan_routes_are_the_two_defaults() -> None:
     assert routes[0].onlink and routes[0].family == rt.AF_INET
 
 
+def test_slirp4netns_routes_ask_for_quick_acknowledgements() -> None:
+    # slirp4netns's fixed 64 KiB window: quickack keeps downloads moving; pasta's suffer from it
+    slirp = usernet.netns_plan(UserNetConfig(), "slirp4netns").routes
+    assert [r.describe() for r in slirp] == [
+        "unicast default via 10.0.2.2 dev tap0 quickack 1",
+        "unicast default via fe80::2 dev tap0 quickack 1",
+    ]
+    assert not any(r.quickack for r in usernet.netns_plan(UserNetConfig(), "pasta").routes)
+
+
 def test_describe_reports_what_is_enforced() -> None:
     config = parse_keys(
         {"AllowHostPorts": "5432", "PublishPorts": "8080:80", "IPAddressDeny": "192.0.2.0/24"}
