@@ -84,12 +84,14 @@ the same, fresh interpreter —            13.6–15.0 ms            31.8 ms
 stop() after the sandbox    —            0.3–0.4 ms              16–17 ms
 sandbox → host (upload)     28–30 Gb/s   11.5–11.6 Gb/s (38–40%) 0.7–7.2 Gb/s (3–25%)
                                          or 5.1–5.2 (18%), below
-host → sandbox (download)   29–30 Gb/s   7.8–8.4 Gb/s (26–30%)   15.1–16.8 Gb/s (52–57%)
+host → sandbox (download)   29–30 Gb/s   10.8 Gb/s (36%) quickack 15.1–16.8 Gb/s (52–57%)
+                                         (7.8–8.4, 26–30%, without)
 host → published port       25–30 Gb/s   7.5–8.6 Gb/s (25–31%)   14.6–17.2 Gb/s (49–68%)
 connect() round trip        0.05–0.07 ms 0.15–0.19 ms            0.11 ms
 ==========================  ===========  ======================  =======================
 
-slirp4netns's figures are with :data:`TUNING` (reno in the sandbox's namespace); without it
+slirp4netns's figures are with :data:`TUNING` (reno in the sandbox's namespace) and, for
+downloads, with its default routes asking for quick ACKs (RTAX_QUICKACK); without TUNING
 (``benchmarks/network.py --untuned``) uploads ran at 5.1–6.2 Gbit/s (18–21%). End to end,
 ``ringfence run --net user -- /bin/true`` took 4.6 ms more than ``--net none`` (hyperfine, 80
 runs, medians 49.8 vs 45.2 ms); later, on a machine shared with other test runs, 7.1 and 12.9
@@ -109,8 +111,9 @@ upload (``--cpu``; perf: 76% of it in the kernel for its tap reads, socket sends
 20% in libslirp's 16-bit checksum loop), while outside the sandbox the same transfer has two
 parties, not three, on this 2-core machine. libslirp 4.7 never scales its TCP window (64 KiB,
 two 32 KiB segments in flight), so downloads are bound by round trips: slirp4netns at 75–77%,
-the rest waiting. A quickack route metric on the sandbox's default routes (RTAX_QUICKACK)
-brings downloads to 10.8–11.4 Gbit/s (~39%) with slirp4netns then at 99%, still short of half.
+the rest waiting. The quickack route metric on the sandbox's default routes (RTAX_QUICKACK,
+set for slirp4netns only: pasta's downloads fall to 0.7 Gbit/s with it) brings downloads to
+10.8–11.4 Gbit/s (36–39%) with slirp4netns then at 99%, still short of half.
 Uploads stay at 5 Gbit/s in some runs (18%), with slirp4netns at 38–50% of a core: all three
 parties then share the two cores badly (seen with slirp4netns on the CPU of the server's
 process). The reference is loopback at ~29 Gbit/s under the host's BBR; against a real link of
