@@ -3,8 +3,10 @@
 Owns: the ``Display``/``DisplaySize`` profile keys (:func:`parse_keys` → :class:`DisplayConfig`),
 starting and stopping the nested X server on the host (:func:`start` → :class:`NestedDisplay`),
 its MIT-MAGIC-COOKIE-1 and the Xauthority files (:func:`encode_xauth`/:func:`decode_xauth`).
-Must never: hand the sandbox the host's X socket or cookie unless ``Display=host`` asked for
-exactly that (and then say it is an exposure), let the nested server listen on TCP, leave a server process or a file behind, or import anything heavy (desktop
+Must never: hand the sandbox the host's X socket unless ``Display=host`` asked for it (reported
+as an exposure), nor ever the user's own cookie (it gets an untrusted one), let the nested
+server listen on TCP or
+run unconfined, leave a server process or a file behind, or import anything heavy (desktop
 runs start through here: no ``subprocess``, ``shutil`` or ``json`` at module level).
 
 Where it sits in the start-up: the launcher L calls :func:`start` on the host before it builds
@@ -18,39 +20,39 @@ of its own: X clients try the *abstract* socket ``@/tmp/.X11-unix/X0`` before th
 abstract sockets belong to the network namespace, so with the host's network ``DISPLAY=:0``
 would reach the host's display :0.
 
-The server (Xvfb or Xephyr, same command line otherwise)::
+The server (Xvfb or Xephyr) runs in a strict ringfence sandbox of its own (:func:`_start_confined`:
+its own namespaces, /usr and /etc read-only, no home, no network, every lock-down layer,
+:data:`SERVER_LIMITS`): a client may ask its server to read font paths (even
+/proc/PID/root/... of the client's own sandbox) and to allocate memory, and confined it can do
+neither harm. Its command line::
 
-    -displayfd 3          it picks a free display number and writes it when ready to serve
+    :N                    :0 (Xephyr :1, since the host display is bound as its :0); in its
+                          own network and mount namespaces no other server can collide
+    -displayfd 3          written when ready to serve
     -auth FILE            our random cookie, the only way in (no -ac, no host-based access)
-    -nolisten tcp         no TCP port 6000+N. The abstract socket @/tmp/.X11-unix/XN stays:
-                          with -displayfd the server takes no lock file, and binding that
-                          name is what keeps two servers off the same number (with
-                          ``-nolisten local`` a second server silently unlinks and takes over
-                          the first one's /tmp/.X11-unix/XN, measured with Xvfb 21.1.7). It
-                          opens nothing more than the file socket, which any host process
-                          may connect to as well; the cookie is the gate for both, and the
-                          sandbox, in its own network namespace, sees neither name but the
-                          file bound on its X0.
+    -nolisten tcp         no TCP port 6000+N (and its network is its own loopback anyway)
     -noreset              the last client leaving must not reset the server (and re-read -auth)
-    -extension MIT-SHM    the server runs in the host's IPC namespace: a client naming a SysV
-                          shm id would make it attach a *host* segment of the same user
-                          (ShmAttach checks the client's uid only); clients fall back to the
-                          socket
+    -extension MIT-SHM    a client naming a SysV shm id would make the server attach a segment
+                          of the server's IPC namespace; clients fall back to the socket
     Xephyr only: -title "ringfence sandbox", -no-host-grab (the sandbox never gets the
                           keyboard and pointer grabbed away from the host's other windows)
 
-The cookie: 16 random bytes, written as FamilyWild entries (they match whatever hostname the
-sandbox has); the sandbox's file names display "0", as it sees ``:0``. Files live in a private
-directory per display, named ``CREATORPID.STARTTIME.RANDOM``: a later :func:`start` removes
-those whose creator is gone (a launcher killed with SIGKILL), with the socket file its server
-left in /tmp/.X11-unix (removed only if nothing answers on it). For a root caller that runs the server as ``user`` the directory is
-``/tmp/ringfence-display-…`` (root's runtime directory is not searchable by ``user``), owned by
-root, mode 0711, the files inside owned by ``user``.
+The server's /tmp/.X11-unix is ``sockets/`` of our display directory, bound in: its socket
+appears there, and the launcher binds that one file on the sandbox's X0. Its abstract socket
+lives in its own network namespace, out of everyone's reach.
 
-Lifetime of the server: the caller's child, PR_SET_PDEATHSIG(SIGKILL), its own session,
-default signal dispositions, stdin /dev/null, stdout/stderr to ``server.log`` (its tail is in
-every error message), only the displayfd pipe as an extra fd, environment PATH (+ DISPLAY and
-XAUTHORITY for Xephyr, the latter a copy of just the host display's cookie).
+The cookie: 16 random bytes, written as FamilyWild entries (they match whatever hostname the
+sandbox has); the sandbox's file names display "0", as it sees ``:0``, is 0600 and belongs to
+the sandbox's user. Files live in a private directory per display, named
+``CREATORPID.STARTTIME.RANDOM``: a later :func:`start` removes those whose creator is gone (a
+launcher killed with SIGKILL), sockets included. For a root caller the server runs as ``user``
+(nobody by default) and the directory is ``/tmp/ringfence-display-…`` (root's runtime directory
+is not searchable by ``user``), owned by root, mode 0711, the files inside owned by ``user``.
+
+Lifetime of the server: a ringfence launch whose launcher is the caller (the PR_SET_PDEATHSIG
+chain kills it with the caller), stdin /dev/null, stdout/stderr to ``server.log`` (its tail is
+in every error message), only the displayfd pipe as an extra fd, environment PATH (+ DISPLAY
+and XAUTHORITY for Xephyr, the latter a copy of just the host display's cookie).
 """
 
 from __future__ import annotations
@@ -87,11 +89,7 @@ FAMILY_LOCAL = 256
 FAMILY_WILD = 0xFFFF
 # asm-generic/signal.h
 SIGKILL = 9
-SIGPIPE = 13
 SIGTERM = 15
-SIGXFSZ = 25
-SIG_DFL = 0
-SIG_SETMASK = 2
 
 _SHARED_PREFIX = "ringfence-display-"  # per-display directories in /tmp (root running `user`)
 
@@ -280,7 +278,6 @@ class NestedDisplay:
         self.directory = ""
         self._pidfd = -1
         self._log_fd = -1
-        self._uid = -1
         self._server: Launch | None = None  # the server's own sandbox
         self._stopped = False
 
@@ -600,8 +597,7 @@ def _launch(
         display.number = _wait_ready(display, ready_r)
     finally:
         os.close(ready_r)
-    uid = display._uid = user[0] if user else os.geteuid()
-    _write(directory, "server", f"{display.number} {uid}\n".encode(), 0o600, None)
+    uid = user[0] if user else os.geteuid()
     socket = f"{sockets}/X{display.number}"
     try:
         st = os.lstat(socket)
@@ -688,6 +684,8 @@ def _start_confined(
 
 
 def _terminate(pidfd: int) -> None:
+    """SIGTERM the server's PID 1 (it passes it on), SIGKILL after the grace; the launch's
+    wait() reaps what is ours (its C)."""
     import select
 
     from ..kernel._syscall import syscall
@@ -701,67 +699,6 @@ def _terminate(pidfd: int) -> None:
         poller.register(pidfd, select.POLLIN)
         if poller.poll(wait_ms):
             break
-    try:
-        os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
-    except ChildProcessError:
-        pass
-
-
-def _spawn(
-    argv: list[str],
-    keep: list[int],
-    log_fd: int,
-    env: dict[str, str],
-    user: tuple[int, int] | None,
-) -> tuple[int, int]:
-    """fork+exec ``argv`` with ``keep`` as fds 3, 4, ...; PDEATHSIG; own session; ``env``.
-
-    The same pattern as usernet's helpers. ``user`` (uid, gid) is switched to first. Returns
-    (pid, pidfd). If the exec fails the child says why in ``log_fd`` and exits 127.
-    """
-    import fcntl
-
-    from ..kernel import prctl
-    from ..kernel._syscall import libc
-
-    parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        try:
-            if user is not None:
-                os.setgroups([])
-                os.setresgid(user[1], user[1], user[1])
-                os.setresuid(user[0], user[0], user[0])
-            # After any uid change: changing credentials clears the death signal.
-            prctl.set_pdeathsig(SIGKILL)
-            if os.getppid() != parent:
-                os._exit(1)  # the caller died before PDEATHSIG was armed
-            os.setsid()
-            libc.signal(SIGPIPE, SIG_DFL)
-            libc.signal(SIGXFSZ, SIG_DFL)
-            libc.sigprocmask(SIG_SETMASK, bytes(128), None)
-            high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64) for fd in keep]
-            null = os.open("/dev/null", os.O_RDWR)
-            os.dup2(null, 0)
-            os.dup2(log_fd, 1)
-            os.dup2(log_fd, 2)
-            for index, fd in enumerate(high):
-                os.dup2(fd, 3 + index)
-            os.closerange(3 + len(high), 1 << 20)
-            os.execve(argv[0], argv, env)
-        except BaseException as exc:  # noqa: BLE001 - must never return into the caller
-            try:
-                os.write(2, f"cannot run {argv[0]}: {exc}\n".encode())
-            except OSError:
-                pass
-        os._exit(127)
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
-        os.kill(pid, SIGKILL)
-        os.waitpid(pid, 0)
-        raise
-    return pid, pidfd
 
 
 # ---------------------------------------------------------------------------------------------
@@ -821,44 +758,7 @@ def _remove_stale(base: str, prefix: str) -> None:
             continue
         if _start_time(int(pid)) == started:
             continue  # its creator still runs
-        try:
-            with open(f"{path}/server", encoding="ascii") as f:
-                number, uid = map(int, f.read().split())
-        except (OSError, ValueError):
-            pass
-        else:
-            _remove_dead_socket(number, uid)
-        _remove_dir(path)
-
-
-def _remove_dead_socket(number: int, uid: int) -> None:
-    """/tmp/.X11-unix/X``number`` if it is a socket of ``uid`` that nobody listens on (a
-    server killed with SIGKILL leaves it behind; a live server, ours or not, is left alone)."""
-    if number < 0 or uid < 0:
-        return
-    import socket
-    import stat
-
-    path = f"{X11_UNIX}/X{number}"
-    try:
-        before = os.lstat(path)
-    except OSError:
-        return
-    if not stat.S_ISSOCK(before.st_mode) or before.st_uid != uid:
-        return
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as probe:
-        try:
-            probe.connect(path)
-            return  # someone serves it
-        except ConnectionRefusedError:
-            pass
-        except OSError:
-            return
-    try:
-        if os.lstat(path).st_ino == before.st_ino:
-            os.unlink(path)
-    except OSError:
-        pass
+        _remove_dir(path)  # with it the socket its server left in sockets/
 
 
 def _remove_dir(path: str, depth: int = 0) -> None:
