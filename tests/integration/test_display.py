@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _util import wait_until
+from _util import alive, wait_until
 
 from ringfence.errors import SandboxError
 from ringfence.runtime import display
@@ -82,14 +82,6 @@ def in_sandbox(
         timeout=30,
         env=env,
     )
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b") ", 1)[1][:1] != b"Z"
-    except FileNotFoundError:
-        return False
 
 
 def x_servers() -> set[int]:

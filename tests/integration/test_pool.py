@@ -16,43 +16,10 @@ import textwrap
 import time
 
 import pytest
-from _util import wait_until
+from _util import alive, children, comm, descendants, pids_with, wait_until
 
 import ringfence
 from ringfence.errors import ProfileError, RingfenceError
-
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
-def _descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        for child in _children(todo.pop()):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -95,10 +62,10 @@ def test_warm_payload_is_locked_down_before_its_command_arrives(
     # The waiting payload is the grandchild of the pool's PID 1: look at it from the host.
     assert box._pool is not None
     manager = box._pool.pid
-    assert wait_until(lambda: any(_comm(p) == "rf-init" for p in _descendants(manager)))
-    init = next(p for p in _descendants(manager) if _comm(p) == "rf-init")
-    assert wait_until(lambda: bool(_children(init)))
-    payload = _children(init)[0]
+    assert wait_until(lambda: any(comm(p) == "rf-init" for p in descendants(manager)))
+    init = next(p for p in descendants(manager) if comm(p) == "rf-init")
+    assert wait_until(lambda: bool(children(init)))
+    payload = children(init)[0]
     assert wait_until(lambda: _status(payload).get("Seccomp") == "2")
     status = _status(payload)
     assert status["NoNewPrivs"] == "1"
@@ -165,30 +132,17 @@ def test_timeout_kills_the_pooled_sandbox(box: ringfence.Sandbox, world_tmp) -> 
     marker = f"30.{os.getpid()}"  # a unique argument for sleep, to find it by
     with pytest.raises(subprocess.TimeoutExpired):
         box.run(["sleep", marker], timeout=0.5)
-    assert wait_until(lambda: not _find(marker))
+    assert wait_until(lambda: not pids_with(marker))
     assert box.run(["true"]).returncode == 0
-
-
-def _find(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if marker.encode() in f.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
 
 
 def test_close_leaves_no_process(box: ringfence.Sandbox) -> None:
     assert box._pool is not None
     manager = box._pool.pid
-    assert wait_until(lambda: any(_comm(p) == "rf-init" for p in _descendants(manager)))
-    tree = [manager, *_descendants(manager)]
+    assert wait_until(lambda: any(comm(p) == "rf-init" for p in descendants(manager)))
+    tree = [manager, *descendants(manager)]
     box.close()
-    assert wait_until(lambda: not any(_alive(p) for p in tree))
+    assert wait_until(lambda: not any(alive(p) for p in tree))
 
 
 def test_sigkill_of_the_caller_kills_the_pool(world_tmp) -> None:  # type: ignore[no-untyped-def]
@@ -208,13 +162,13 @@ def test_sigkill_of_the_caller_kills_the_pool(world_tmp) -> None:  # type: ignor
         manager = int(ready.read_text())
         # Two warm sandboxes: two PID 1s, each with its waiting payload (named like its parent).
         assert wait_until(
-            lambda: sum(_comm(p) == "rf-init" for p in _descendants(manager)) == 4, timeout=30
+            lambda: sum(comm(p) == "rf-init" for p in descendants(manager)) == 4, timeout=30
         )
-        tree = [manager, *_descendants(manager)]
+        tree = [manager, *descendants(manager)]
         caller.kill()
         caller.wait()
-        assert wait_until(lambda: not any(_alive(p) for p in tree)), [
-            (p, _comm(p)) for p in tree if _alive(p)
+        assert wait_until(lambda: not any(alive(p) for p in tree)), [
+            (p, comm(p)) for p in tree if alive(p)
         ]
     finally:
         caller.kill()

@@ -14,56 +14,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from _util import rf, wait_until
+from _util import alive, comm, descendants, pids_with, rf, wait_until
 
 import ringfence
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
-def _descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        for child in _children(todo.pop()):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
-def _with_cmdline(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if marker.encode() in f.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
-
 
 _FD_PROBE = textwrap.dedent("""
     import os
@@ -101,7 +54,7 @@ def test_pooled_payload_cannot_outlive_its_run() -> None:
     with ringfence.Sandbox("strict", pool=1) as sb:
         r = sb.run(["sh", "-c", script], capture_output=True, text=True)
         # PID 1 answers only once its namespace is empty: nothing may be left right now.
-        left = _with_cmdline(marker)
+        left = pids_with(marker)
     assert r.stdout.strip() == "daemon-running", r.stderr  # control: the daemon did start
     assert left == []
 
@@ -176,8 +129,8 @@ def test_pooled_display_servers_end_with_the_pool() -> None:
         assert sb._pool is not None
         manager = sb._pool.pid
         # The refilled warm sandbox's server (M starts it after the run).
-        assert wait_until(lambda: any(_comm(p) == "Xvfb" for p in _descendants(manager)))
-        servers = [p for p in _descendants(manager) if _comm(p) == "Xvfb"]
+        assert wait_until(lambda: any(comm(p) == "Xvfb" for p in descendants(manager)))
+        servers = [p for p in descendants(manager) if comm(p) == "Xvfb"]
     finally:
         sb.close()
-    assert not [p for p in servers if _alive(p)]
+    assert not [p for p in servers if alive(p)]

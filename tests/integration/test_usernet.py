@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from _util import alive
 
 from ringfence.errors import KernelError, SandboxError
 from ringfence.kernel import rtnetlink as rt
@@ -277,14 +278,6 @@ def host_addresses() -> list[tuple[int, str]]:
                 if "local" in info:
                     out.append((family, info["local"]))
     return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def wait_exit(pid: int, timeout: float = 15.0) -> bool:
