@@ -96,6 +96,22 @@ def _recv_with_fds(sock: Socket, size: int, max_fds: int) -> tuple[bytes, list[i
     return data, list(fds)
 
 
+def _wake_on_sigchld() -> int:
+    """A non-blocking pipe that becomes readable when a child exits (for a poll loop)."""
+    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda _s, _f: None)
+    return wake_r
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 64):
+            pass
+    except BlockingIOError:
+        pass
+
+
 # -- the caller's side ---------------------------------------------------------------------------
 
 
@@ -283,9 +299,7 @@ def _manager_main(plan: Plan, size: int, chan_fd: int, parent: int) -> None:
     chan = _unix(_socket.SOCK_SEQPACKET, chan_fd)
     preload(plan)
     running: dict[int, Launch] = {}
-    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda _s, _f: None)
+    wake_r = _wake_on_sigchld()
 
     def start_one() -> None:
         req_mine, req_theirs = _socket.socketpair(
@@ -340,12 +354,7 @@ def _manager_main(plan: Plan, size: int, chan_fd: int, parent: int) -> None:
             reap()
             for fd, _ev in events:
                 if fd == wake_r:
-                    while True:
-                        try:
-                            if not os.read(wake_r, 64):
-                                break
-                        except BlockingIOError:
-                            break
+                    _drain(wake_r)
                     continue
                 message = chan.recv(16)
                 if not message:
@@ -403,9 +412,7 @@ def supervise(payload: int, control_fd: int) -> int:
     socket kills the payload (the caller timed out or went away)."""
     import select
 
-    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda _s, _f: None)
+    wake_r = _wake_on_sigchld()
     poller = select.poll()
     poller.register(control_fd, select.POLLIN)
     poller.register(wake_r, select.POLLIN)
@@ -422,11 +429,7 @@ def supervise(payload: int, control_fd: int) -> int:
                 return 128 - code if code < 0 else code
         for fd, _ev in poller.poll():
             if fd == wake_r:
-                try:
-                    while os.read(wake_r, 64):
-                        pass
-                except BlockingIOError:
-                    pass
+                _drain(wake_r)
                 continue
             try:
                 message = os.read(control_fd, 64)
