@@ -24,6 +24,7 @@ import os
 
 from .._record import field
 from .._record import record as dataclass
+from .._values import parse_bool
 from ..errors import KernelError, ProfileError, SandboxError, UnsupportedError
 
 TYPE_CHECKING = False  # typing is slow to import; mypy treats this name as True
@@ -167,16 +168,6 @@ def _cpu(value: object) -> float | None:
     return _percent(key, t, True)
 
 
-def _bool(key: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("yes", "true", "on", "1"):
-        return True
-    if isinstance(value, str) and value.lower() in ("no", "false", "off", "0", ""):
-        return False
-    raise ProfileError(f"{key}={value!r}: expected true or false")
-
-
 def parse_keys(
     raw: Mapping[str, object],
     *,
@@ -199,7 +190,9 @@ def parse_keys(
         if "TasksMax" in raw
         else None,
         cpu_quota_percent=_cpu(raw["CPUQuota"]) if "CPUQuota" in raw else None,
-        optional=_bool("CgroupOptional", raw.get("CgroupOptional", False)),
+        optional=parse_bool(
+            "CgroupOptional", raw.get("CgroupOptional", False), empty_is_false=True
+        ),
     )
     return limits if limits.keys() else None
 

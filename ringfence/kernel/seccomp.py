@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 
 from .._record import record as dataclass
+from .._values import parse_bool
 from ..errors import KernelError, ProfileError, UnsupportedError
 from . import syscall_groups
 
@@ -226,23 +227,6 @@ def _errno_number(key: str, value: object) -> int | None:
     raise _bad(key, value, "unknown errno", [*errno.errorcode.values(), "kill"])
 
 
-def _bool(key: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in (
-        "yes",
-        "true",
-        "on",
-        "1",
-        "no",
-        "false",
-        "off",
-        "0",
-    ):
-        return value.lower() in ("yes", "true", "on", "1")
-    raise ProfileError(f"{key}: expected true or false, got {value!r}")
-
-
 def _accumulate(
     key: str,
     entries: list[str],
@@ -347,7 +331,7 @@ def parse_keys(mapping: Mapping[str, object]) -> SeccompPolicy:
         if isinstance(value, bool) or (
             isinstance(value, str) and value.lower() in ("yes", "no", "true", "false")
         ):
-            fields["restrict_namespaces"] = () if _bool(key, value) else None
+            fields["restrict_namespaces"] = () if parse_bool(key, value) else None
         else:
             entries = _entries(key, value)
             invert = bool(entries) and entries[0].strip().startswith("~")
@@ -377,7 +361,7 @@ def parse_keys(mapping: Mapping[str, object]) -> SeccompPolicy:
         ("DenyUnknownSystemCalls", "deny_unknown_syscalls"),
     ):
         if key in mapping:
-            fields[attr] = _bool(key, mapping[key])
+            fields[attr] = parse_bool(key, mapping[key])
 
     return SeccompPolicy(**fields)
 

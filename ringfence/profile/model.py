@@ -9,20 +9,13 @@ from __future__ import annotations
 
 from .._record import field
 from .._record import record as dataclass
+from .._values import parse_bool
 from ..errors import ProfileError
 
 TYPE_CHECKING = False  # typing is slow to import; mypy treats this name as True
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
-
-
-def _bool(key: str, v: object) -> bool:
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, str) and v.lower() in ("yes", "true", "on", "1", "no", "false", "off", "0"):
-        return v.lower() in ("yes", "true", "on", "1")
-    raise ProfileError(f"{key}={v!r}: expected true or false")
 
 
 def _choice(*choices: str) -> Callable[[str, object], str]:
@@ -60,7 +53,7 @@ def _empty_only(key: str, v: object) -> tuple[str, ...]:
 
 
 def _true_only(key: str, v: object) -> bool:
-    if not _bool(key, v):
+    if not parse_bool(key, v):
         raise ProfileError(f"{key}=false: ringfence always sets no_new_privs; remove the key")
     return True
 
@@ -85,26 +78,26 @@ KEYS: dict[str, KeySpec] = {
     ),
     "ProtectSystem": KeySpec("protect_system", _choice("no", "yes", "full", "strict")),
     "ProtectHome": KeySpec("protect_home", _choice("no", "yes", "read-only", "tmpfs")),
-    "PrivateHome": KeySpec("private_home", _bool, doc="a fresh, empty, writable $HOME"),
-    "PrivateTmp": KeySpec("private_tmp", _bool),
-    "PrivateDevices": KeySpec("private_devices", _bool),
-    "MountAPIVFS": KeySpec("mount_api_vfs", _bool, doc="mount /proc and /dev"),
-    "MountSysfs": KeySpec("mount_sysfs", _bool, doc="mount /sys (read-only)"),
-    "ProtectKernelTunables": KeySpec("protect_kernel_tunables", _bool),
-    "ProtectKernelModules": KeySpec("protect_kernel_modules", _bool),
-    "ProtectKernelLogs": KeySpec("protect_kernel_logs", _bool),
-    "ProtectControlGroups": KeySpec("protect_control_groups", _bool),
+    "PrivateHome": KeySpec("private_home", parse_bool, doc="a fresh, empty, writable $HOME"),
+    "PrivateTmp": KeySpec("private_tmp", parse_bool),
+    "PrivateDevices": KeySpec("private_devices", parse_bool),
+    "MountAPIVFS": KeySpec("mount_api_vfs", parse_bool, doc="mount /proc and /dev"),
+    "MountSysfs": KeySpec("mount_sysfs", parse_bool, doc="mount /sys (read-only)"),
+    "ProtectKernelTunables": KeySpec("protect_kernel_tunables", parse_bool),
+    "ProtectKernelModules": KeySpec("protect_kernel_modules", parse_bool),
+    "ProtectKernelLogs": KeySpec("protect_kernel_logs", parse_bool),
+    "ProtectControlGroups": KeySpec("protect_control_groups", parse_bool),
     "ProtectProc": KeySpec(
         "protect_proc", _choice("default", "invisible", "noaccess", "ptraceable")
     ),
     "ProcSubset": KeySpec("proc_subset", _choice("all", "pid")),
-    "ProtectHostname": KeySpec("protect_hostname", _bool),
+    "ProtectHostname": KeySpec("protect_hostname", parse_bool),
     "Hostname": KeySpec("hostname", _str),
-    "PrivateNetwork": KeySpec("private_network", _bool),
+    "PrivateNetwork": KeySpec("private_network", parse_bool),
     "Network": KeySpec("network", _choice("none", "user", "host")),
-    "PrivateIPC": KeySpec("private_ipc", _bool),
+    "PrivateIPC": KeySpec("private_ipc", parse_bool),
     "PrivateMachineID": KeySpec(
-        "private_machine_id", _bool, doc="hide /etc/machine-id behind a per-sandbox random id"
+        "private_machine_id", parse_bool, doc="hide /etc/machine-id behind a per-sandbox random id"
     ),
     "TemporaryFileSystems": KeySpec("temporary_file_systems", _strlist, True),
     "ReadOnlyPaths": KeySpec("read_only_paths", _strlist, True),
@@ -131,10 +124,10 @@ KEYS: dict[str, KeySpec] = {
         doc="bind each file named on the command line, read-only, at its own path",
     ),
     "SessionBus": KeySpec(
-        "session_bus", _bool, doc="grant the caller's D-Bus session bus (an exposure)"
+        "session_bus", parse_bool, doc="grant the caller's D-Bus session bus (an exposure)"
     ),
     "Sound": KeySpec(
-        "sound", _bool, doc="grant the caller's PulseAudio/PipeWire socket (an exposure)"
+        "sound", parse_bool, doc="grant the caller's PulseAudio/PipeWire socket (an exposure)"
     ),
 }
 
