@@ -812,12 +812,11 @@ def test_gocryptfs_root_holds_no_host_tree(
     assert seen[0]["dev"] == ["null"]
 
 
-def test_host_process_of_same_uid_cannot_read_the_vault_through_proc_root(
+def _holding_sandbox(
     cipherdir: Path, tmp_path: Path, sandboxes: list[Sandbox]
-) -> None:
-    """A same-uid host process can walk into the sandbox's root via /proc/<payload>/root (the
-    payload is dumpable); the FUSE view itself must still refuse it (allow_other limits it to
-    processes in the sandbox's user namespace)."""
+) -> tuple[Sandbox, int]:
+    """A sandbox whose payload wrote the secret into the mounted vault and now holds still;
+    returns it with the payload's host pid."""
     sb = start_sandbox(
         vault.prepare(f"{cipherdir}:{MOUNTPOINT}"),
         PASSWORD,
@@ -830,6 +829,16 @@ def test_host_process_of_same_uid_cannot_read_the_vault_through_proc_root(
     assert sb.next()["payload"] == {"read_back": True, "listing": [SECRET_NAME]}
     assert sb.next() == {"holding": True}
     _, (payload_pid,) = children_of(sb.pid1_host)
+    return sb, payload_pid
+
+
+def test_host_process_of_same_uid_cannot_read_the_vault_through_proc_root(
+    cipherdir: Path, tmp_path: Path, sandboxes: list[Sandbox]
+) -> None:
+    """A same-uid host process can walk into the sandbox's root via /proc/<payload>/root (the
+    payload is dumpable); the FUSE view itself must still refuse it (allow_other limits it to
+    processes in the sandbox's user namespace)."""
+    sb, payload_pid = _holding_sandbox(cipherdir, tmp_path, sandboxes)
     via_proc = f"/proc/{payload_pid}/root{MOUNTPOINT}"
     # Control: the path does reach into the sandbox's root ...
     assert stat.S_ISDIR(os.lstat(f"/proc/{payload_pid}/root/home/user").st_mode)
@@ -849,18 +858,7 @@ def test_known_limit_same_uid_process_can_setns_into_the_sandbox(
     namespace, join it; inside, the vault is readable. Yama would not stop this: it governs
     ptrace attach, not these opens. The same user may also ptrace gocryptfs. If this test
     starts failing, update the doc."""
-    sb = start_sandbox(
-        vault.prepare(f"{cipherdir}:{MOUNTPOINT}"),
-        PASSWORD,
-        tmp_path / "root",
-        _write_secret,
-        Options(hold_payload=True),
-    )
-    sandboxes.append(sb)
-    assert sb.next().get("mounted") is True, sb.messages
-    assert sb.next()["payload"] == {"read_back": True, "listing": [SECRET_NAME]}
-    assert sb.next() == {"holding": True}
-    _, (payload_pid,) = children_of(sb.pid1_host)
+    sb, payload_pid = _holding_sandbox(cipherdir, tmp_path, sandboxes)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
