@@ -266,6 +266,8 @@ def host_cookies(data: bytes, number: int, hostname: str) -> list[XauthEntry]:
 class NestedDisplay:
     """A display for one sandbox. Returned by :func:`start`; a handle, not data."""
 
+    report_layer = "display"  # its layer in the launcher's --json report
+
     def __init__(self, config: DisplayConfig, kind: str, server: str) -> None:
         self.config = config
         self.kind = kind

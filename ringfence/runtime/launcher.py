@@ -174,7 +174,7 @@ class Launch:
         for helper in self._helpers:
             describe = getattr(helper, "describe", None)
             if describe is not None:
-                layer = "display" if type(helper).__name__ == "NestedDisplay" else "network"
+                layer = getattr(helper, "report_layer", "network")
                 out.append({"layer": layer, **describe()})
         return out
 
