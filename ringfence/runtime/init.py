@@ -182,20 +182,12 @@ def _supervise(
         prctl.set_no_new_privs()
     except RingfenceError:
         pass  # PID 1 keeps running the payload either way; it never execs anything
-    code = 2
-    if control_fd >= 0:
+    if control_fd >= 0:  # a warm sandbox also obeys its caller's control socket
         from .pool import supervise
 
         code = supervise(pid, control_fd)
-    while control_fd < 0:
-        try:
-            child, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            break
-        if child == pid:
-            code = os.waitstatus_to_exitcode(status)
-            code = 128 - code if code < 0 else code
-            break
+    else:
+        code = _reap_until(pid)
     for sig in FORWARDED:
         signal.signal(sig, signal.SIG_IGN)
     try:
@@ -216,6 +208,17 @@ def _supervise(
         except OSError:
             pass
     os._exit(code)
+
+
+def _reap_until(payload: int) -> int:
+    """Reap every child until the payload exits; its exit code (128+N on signal N)."""
+    while True:
+        try:
+            child, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 2
+        if child == payload:
+            return protocol.exit_code(status)
 
 
 def _hold_session(plan: Plan) -> None:

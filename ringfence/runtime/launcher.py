@@ -205,8 +205,7 @@ class Launch:
                 except ChildProcessError:
                     status = 0
                     break
-            code = os.waitstatus_to_exitcode(status)
-            self.returncode = 128 - code if code < 0 else code
+            self.returncode = protocol.exit_code(status)
             self.stop_helpers()
         return self.returncode
 
@@ -215,8 +214,7 @@ class Launch:
             pid, status = os.waitpid(self.child_pid, os.WNOHANG)
             if pid == 0:
                 return None
-            code = os.waitstatus_to_exitcode(status)
-            self.returncode = 128 - code if code < 0 else code
+            self.returncode = protocol.exit_code(status)
             self.stop_helpers()
         return self.returncode
 
@@ -336,8 +334,7 @@ def _child_main(
             continue
         except ChildProcessError:
             os._exit(2)
-    code = os.waitstatus_to_exitcode(status)
-    os._exit(128 - code if code < 0 else code)
+    os._exit(protocol.exit_code(status))
 
 
 def _join(join_fds: tuple[tuple[str, int], ...]) -> None:

@@ -425,8 +425,7 @@ def supervise(payload: int, control_fd: int) -> int:
             if child == 0:
                 break
             if child == payload:
-                code = os.waitstatus_to_exitcode(status)
-                return 128 - code if code < 0 else code
+                return protocol.exit_code(status)
         for fd, _ev in poller.poll():
             if fd == wake_r:
                 _drain(wake_r)

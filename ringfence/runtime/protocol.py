@@ -5,7 +5,8 @@ execve closes it and the launcher sees EOF):
     pid <host pid of the sandbox's PID 1>
     report <json>            a layer's run-time result (e.g. the Landlock ABI in force)
     error <exit code> <message>
-Must never carry anything but these three messages. Also the one helper that reads a pipe to EOF.
+Must never carry anything but these three messages. Also the one helper that reads a pipe to EOF,
+and the one that turns a wait status into the exit code the sandbox reports.
 """
 
 from __future__ import annotations
@@ -65,3 +66,9 @@ def read_all(fd: int) -> bytes:
         if not chunk:
             return buf
         buf += chunk
+
+
+def exit_code(status: int) -> int:
+    """A wait status as a shell reports it: the exit code, or 128+N for death by signal N."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
